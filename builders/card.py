@@ -1,0 +1,125 @@
+"""Dataset card: Hub YAML (configs, dataset_info, license, task categories, size) + a body from dataset_cards/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import pyarrow.parquet as pq
+import yaml
+
+from builders import __version__
+from builders.catalog import CatalogEntry
+
+CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "dataset_cards" / "prompts_dataset.md.j2"
+DEFAULT_REPO_ID = "arabic-prompts/arabic-prompts"  # the id this project publishes under; --repo overrides it
+FAMILY_TO_HUB_TASK = {
+    "classification": "text-classification",
+    "sequence_labeling": "token-classification",
+    "question_answering": "question-answering",
+    "summarization": "summarization",
+    "generation": "text-generation",
+    "translation": "translation",
+    "text_correction": "text-generation",
+    "extraction": "text-generation",
+}
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes repeated structures (the features list) in full: the Hub's YAML parser wants no anchors."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def size_category(n: int) -> str:
+    for bound, label in ((1e3, "n<1K"), (1e4, "1K<n<10K"), (1e5, "10K<n<100K"), (1e6, "100K<n<1M"),
+                         (1e7, "1M<n<10M"), (1e8, "10M<n<100M"), (1e9, "100M<n<1B")):
+        if n < bound:
+            return label
+    return "n>1T" if n >= 1e12 else "1B<n<10B"
+
+
+def _split_info(files: list[Path]) -> dict:
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    num_bytes = sum(pq.ParquetFile(f).metadata.row_group(i).total_byte_size
+                    for f in files for i in range(pq.ParquetFile(f).metadata.num_row_groups))
+    return {"num_examples": rows, "num_bytes": num_bytes, "download_size": sum(f.stat().st_size for f in files)}
+
+
+def card_metadata(out: Path, files: dict[str, dict[str, list[str]]], licenses: list[str], families: list[str],
+                  total: int, pretty_name: str) -> dict:
+    """The README's YAML. ``dataset_info`` (split sizes) also makes ``datasets`` see a rebuilt folder as new."""
+    from datasets import Features
+
+    from builders.pipeline import ROW_SCHEMA
+
+    features = Features.from_arrow_schema(ROW_SCHEMA)._to_yaml_list()
+    configs, infos = [], []
+    all_splits: dict[str, list[str]] = {}
+    for task in sorted(files):
+        configs.append({"config_name": task, "data_files": [
+            {"split": split, "path": f"data/{task}/{split}-*"} for split in sorted(files[task])]})
+        splits = []
+        for split in sorted(files[task]):
+            all_splits.setdefault(split, []).extend(files[task][split])
+            info = _split_info([out / f for f in files[task][split]])
+            splits.append({"name": split, "num_bytes": info["num_bytes"], "num_examples": info["num_examples"]})
+        infos.append({"config_name": task, "features": features, "splits": splits,
+                      "download_size": sum((out / f).stat().st_size for s in files[task].values() for f in s),
+                      "dataset_size": sum(s["num_bytes"] for s in splits)})
+    default_splits = []
+    for split in sorted(all_splits):
+        info = _split_info([out / f for f in all_splits[split]])
+        default_splits.append({"name": split, "num_bytes": info["num_bytes"], "num_examples": info["num_examples"]})
+    configs.insert(0, {"config_name": "default", "default": True, "data_files": [
+        {"split": split, "path": f"data/*/{split}-*"} for split in sorted(all_splits)]})
+    infos.insert(0, {"config_name": "default", "features": features, "splits": default_splits,
+                     "download_size": sum((out / f).stat().st_size for s in all_splits.values() for f in s),
+                     "dataset_size": sum(s["num_bytes"] for s in default_splits)})
+    unique_licenses = sorted(set(licenses))
+    return {
+        "language": ["ar"],
+        "license": unique_licenses[0] if len(unique_licenses) == 1 else "other",
+        "license_name": "multiple" if len(unique_licenses) > 1 else None,
+        "license_details": ("Each row keeps its source's license (`license` field): " + ", ".join(unique_licenses))
+        if len(unique_licenses) > 1 else None,
+        "pretty_name": pretty_name,
+        "size_categories": [size_category(total)],
+        "task_categories": sorted({FAMILY_TO_HUB_TASK[f] for f in families} | {"text-generation"}),
+        "tags": ["instruction-tuning", "prompts", "promptsource", "arabic"],
+        "configs": configs,
+        "dataset_info": infos,
+    }
+
+
+def write_dataset_card(out: Path, entries: list[CatalogEntry], rep: dict, manifest: dict,
+                       repo_id: str = DEFAULT_REPO_ID, pretty_name: str = "Arabic Prompts",
+                       template: Path = CARD_TEMPLATE) -> Path:
+    meta = card_metadata(out, manifest["files"], [e.license for e in entries], [e.task_family for e in entries],
+                         rep["total"], pretty_name)
+    meta = {k: v for k, v in meta.items() if v is not None}
+    by_task: dict[str, list[str]] = {}
+    for e in entries:
+        by_task.setdefault(e.task, []).append(e.name)
+    families = {e.task: e.task_family for e in entries}
+    tasks = [
+        {"name": t, "family": families[t], "datasets": by_task[t], **{k: s.get(k, 0) for k in ("train", "validation", "test")},
+         "total": sum(s.values())}
+        for t, s in rep["by_task_split"].items()
+    ]
+    sources = [
+        {"name": e.name, "hub_id": e.hub_id, "hub_config": e.hub_config, "task": e.task, "templates": len(e.templates),
+         "rows": sum(rep["source_rows"].get(e.name, {}).values()), "prompts": rep["by_dataset"].get(e.name, 0),
+         "license": e.license}
+        for e in entries
+    ]
+    body = jinja2.Template(template.read_text(encoding="utf-8"), trim_blocks=True).render(
+        pretty_name=pretty_name, datasets=entries, tasks=tasks, sources=sources, total=rep["total"],
+        version=__version__, repo_id=repo_id, example_task=tasks[0]["name"] if tasks else "default",
+        skipped_total=rep["skipped_total"], fingerprint=manifest["fingerprint"],
+    )
+    text = "---\n" + yaml.dump(meta, Dumper=_NoAliasDumper, allow_unicode=True, sort_keys=False) + "---\n\n" + body
+    path = out / "README.md"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,76 @@
+"""Build report: prompts per dataset, template, task and split, and every rejected row with its reason."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from builders.catalog import CatalogEntry
+
+
+def _count(paths, columns: list[str]) -> Counter:
+    """Group-by counts over parquet files, one file at a time (memory stays flat)."""
+    counts: Counter = Counter()
+    for path in paths:
+        table = pq.read_table(path, columns=columns)
+        if table.num_rows == 0:
+            continue
+        agg = table.group_by(columns).aggregate([([], "count_all")]).to_pylist()
+        for row in agg:
+            counts[tuple(row[c] for c in columns)] += row["count_all"]
+    return counts
+
+
+def build_report(out: Path, work: Path, entries: list[CatalogEntry]) -> dict:
+    data_files = sorted((out / "data").rglob("*.parquet"))
+    by = _count(data_files, ["task", "split", "dataset_name", "template_name"])
+    rejected = _count(sorted((work / "rejected").rglob("*.parquet")), ["dataset_name", "stage", "reason"])
+    sources = {e.name: json.loads((work / "sources" / f"{e.name}.json").read_text()) for e in entries}
+    by_task_split: dict[str, dict[str, int]] = {}
+    by_dataset: Counter = Counter()
+    by_template: Counter = Counter()
+    for (task, split, dataset, template), n in by.items():
+        by_task_split.setdefault(task, {}).setdefault(split, 0)
+        by_task_split[task][split] += n
+        by_dataset[dataset] += n
+        by_template[f"{dataset}/{template}"] += n
+    skipped: dict[str, dict[str, int]] = {}
+    for (dataset, stage, reason), n in rejected.items():
+        # render-stage reasons carry the row; group them by their kind
+        key = f"{stage}: {reason.split(':')[0] if stage != 'duplicate' else 'exact duplicate'}"
+        skipped.setdefault(dataset or "?", {}).setdefault(key, 0)
+        skipped[dataset or "?"][key] += n
+    entries_by_name = {e.name: e for e in entries}
+    return {
+        "total": sum(by.values()),
+        "by_task_split": {t: dict(sorted(s.items())) for t, s in sorted(by_task_split.items())},
+        "by_dataset": dict(sorted(by_dataset.items())),
+        "by_template": dict(sorted(by_template.items())),
+        "source_rows": {name: meta["rows"] for name, meta in sorted(sources.items())},
+        "skipped": dict(sorted(skipped.items())),
+        "skipped_total": sum(rejected.values()),
+        "datasets": {
+            name: {"task": e.task, "task_family": e.task_family, "templates": len(e.templates)}
+            for name, e in sorted(entries_by_name.items())
+        },
+        "rejected_rows_dir": str((work / "rejected").relative_to(out)),
+    }
+
+
+def write_report(out: Path, rep: dict) -> None:
+    (out / "build_report.json").write_text(json.dumps(rep, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def task_table(rep: dict) -> str:
+    """The per-task table (train / validation / test / total), as printed by the CLI and the demo."""
+    lines = [f"{'task':34} {'train':>9} {'valid':>9} {'test':>9} {'total':>10}"]
+    for task, splits in rep["by_task_split"].items():
+        t, v, s = (splits.get(k, 0) for k in ("train", "validation", "test"))
+        lines.append(f"{task:34} {t:>9} {v:>9} {s:>9} {t + v + s:>10}")
+    lines.append(f"{'all':34} {'':>9} {'':>9} {'':>9} {rep['total']:>10}")
+    if rep["skipped_total"]:
+        lines.append(f"skipped: {rep['skipped_total']} (reasons in build_report.json, rows in {rep['rejected_rows_dir']}/)")
+    return "\n".join(lines)

@@ -1,0 +1,333 @@
+"""Read a catalog entry's source rows: from the Hub with ``datasets.load_dataset``, or from local files.
+
+Every reader yields ``(source_split, row_index, record)``; ``record`` has the source's own column names.
+A record that cannot be parsed carries ``REJECT`` (the reason) instead of being dropped, so nothing is
+lost silently. Local formats: csv, tsv, json (records or SQuAD layout), jsonl, parquet, CoNLL, CoNLL-U,
+plain text lines (optionally parsed with a regex) and line-aligned files. Files are read as UTF-8 with an
+optional BOM, any line ending, quoted fields with newlines, stray spaces in header names, headerless files.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from builders.catalog import CatalogEntry
+
+REJECT = "__reject__"
+Row = tuple[str, int, dict[str, Any]]
+_RECORD_SUFFIXES = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+class SourceError(ValueError):
+    """A source that cannot be read at all (missing file, unknown layout). Names dataset and file."""
+
+
+# --------------------------------------------------------------------------------------------- Hub
+
+
+def read_hub(entry: CatalogEntry, path: str | None = None, limit: int | None = None) -> Iterator[Row]:
+    """Rows of ``load_dataset(hub_id, hub_config, revision=...)``; ``path`` may be a local Hub-layout folder."""
+    import datasets
+
+    target = path or entry.hub_id
+    if not target:
+        raise SourceError(f"dataset '{entry.name}': no hub_id ({entry.hub_note}); give --local {entry.name}=PATH")
+    kwargs = {} if path else {"revision": entry.revision}
+    try:
+        dsd = datasets.load_dataset(target, entry.hub_config, **kwargs)
+    except Exception as e:  # offline, gated, missing config ...: say which dataset and how to work around it
+        raise SourceError(
+            f"dataset '{entry.name}': cannot load {target!r} (config={entry.hub_config}, revision={entry.revision}): "
+            f"{type(e).__name__}: {e}. Offline? Download it once or pass --local {entry.name}=PATH"
+        ) from e
+    for split, ds in dsd.items():
+        for i, record in enumerate(ds):
+            if limit is not None and i >= limit:
+                break
+            yield split, i, record
+
+
+# ------------------------------------------------------------------------------------------ local
+
+
+def _open_text(path: Path):
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _csv_rows(path: Path, spec: dict, fmt: str) -> Iterator[dict]:
+    delimiter = spec.get("delimiter") or ("\t" if fmt == "tsv" else ",")
+    quoting = csv.QUOTE_MINIMAL if (fmt == "csv" or spec.get("quoting")) else csv.QUOTE_NONE
+    with _open_text(path) as f:
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+        if spec.get("header", True):
+            header = [h.strip() for h in next(reader, [])]
+        else:
+            header = list(spec.get("column_names") or [])
+            if not header:
+                raise SourceError(f"file {path}: headerless ({fmt}) needs local.column_names")
+        for line_no, fields in enumerate(reader, start=2 if spec.get("header", True) else 1):
+            if not fields or all(not x.strip() for x in fields):
+                continue
+            if len(fields) != len(header):
+                yield {REJECT: f"malformed row at line {line_no} of {path.name}: {len(fields)} fields, expected {len(header)}"}
+                continue
+            yield dict(zip(header, fields))
+
+
+def _squad_rows(doc: dict) -> Iterator[dict]:
+    for article in doc["data"]:
+        for para in article.get("paragraphs", []):
+            for qa in para.get("qas", []):
+                answers = qa.get("answers", [])
+                yield {
+                    "id": qa.get("id"),
+                    "title": article.get("title", ""),
+                    "context": para.get("context"),
+                    "question": qa.get("question"),
+                    "answers": {
+                        "text": [a.get("text") for a in answers],
+                        "answer_start": [a.get("answer_start") for a in answers],
+                    },
+                }
+
+
+def _json_rows(path: Path) -> Iterator[dict]:
+    try:
+        with _open_text(path) as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise SourceError(f"file {path}: invalid JSON at line {e.lineno}: {e.msg}") from e
+    if isinstance(doc, dict) and isinstance(doc.get("data"), list) and doc["data"] and "paragraphs" in doc["data"][0]:
+        yield from _squad_rows(doc)
+    elif isinstance(doc, dict) and isinstance(doc.get("data"), list):
+        yield from doc["data"]
+    elif isinstance(doc, list):
+        yield from doc
+    else:
+        raise SourceError(f"file {path}: expected a list of records, {{'data': [...]}} or SQuAD layout")
+
+
+def _jsonl_rows(path: Path) -> Iterator[dict]:
+    with _open_text(path) as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield {REJECT: f"invalid JSON at line {line_no} of {path.name}: {e.msg}"}
+                continue
+            yield record if isinstance(record, dict) else {REJECT: f"line {line_no} of {path.name} is not an object"}
+
+
+def _parquet_rows(path: Path) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        yield from batch.to_pylist()
+
+
+def _conll_rows(path: Path, spec: dict) -> Iterator[dict]:
+    tokens: list[str] = []
+    tags: list[str] = []
+    with open(path, encoding="utf-8-sig") as f:  # universal newlines: CRLF files work
+        for line_no, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line or line.startswith("-DOCSTART-"):
+                if tokens:
+                    yield {"tokens": tokens, "tags": tags}
+                tokens, tags = [], []
+                continue
+            parts = line.split()
+            if len(parts) < 2:
+                yield {REJECT: f"malformed token line {line_no} of {path.name}: {line[:60]!r}"}
+                continue
+            tokens.append(parts[0])
+            tags.append(parts[-1])
+    if tokens:
+        yield {"tokens": tokens, "tags": tags}
+
+
+_CONLLU_FIELDS = ("id", "tokens", "lemmas", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+
+
+def _conllu_rows(path: Path, spec: dict) -> Iterator[dict]:
+    def empty() -> dict:
+        return {name: [] for name in _CONLLU_FIELDS if name != "id"}
+
+    sent, comments = empty(), {}
+    with open(path, encoding="utf-8-sig") as f:
+        for line_no, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                if sent["tokens"]:
+                    yield {**comments, **sent}
+                sent, comments = empty(), {}
+            elif line.startswith("#"):
+                key, sep, value = line[1:].partition("=")
+                if sep:
+                    comments[key.strip()] = value.strip()
+            else:
+                cols = line.split("\t")
+                if len(cols) != 10:
+                    yield {REJECT: f"malformed CoNLL-U line {line_no} of {path.name}: {len(cols)} columns"}
+                    continue
+                if "-" in cols[0] or "." in cols[0]:  # multiword ranges and empty nodes
+                    continue
+                for name, value in zip(_CONLLU_FIELDS[1:], cols[1:]):
+                    sent[name].append(value)
+    if sent["tokens"]:
+        yield {**comments, **sent}
+
+
+def _text_rows(path: Path, spec: dict) -> Iterator[dict]:
+    pattern = re.compile(spec["pattern"]) if spec.get("pattern") else None
+    names = spec.get("column_names")
+    delimiter = spec.get("delimiter")
+    with open(path, encoding="utf-8-sig") as f:
+        for line_no, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if pattern:
+                m = pattern.match(line)
+                yield m.groupdict() if m else {REJECT: f"line {line_no} of {path.name} does not match local.pattern"}
+            elif names and delimiter:
+                parts = line.split(delimiter, len(names) - 1)
+                if len(parts) != len(names):
+                    yield {REJECT: f"malformed line {line_no} of {path.name}: {len(parts)} fields, expected {len(names)}"}
+                else:
+                    yield dict(zip(names, parts))
+            else:
+                yield {(names or ["text"])[0]: line}
+
+
+def _aligned_rows(files: dict[str, Path]) -> Iterator[dict]:
+    handles = {col: open(p, encoding="utf-8-sig") for col, p in files.items()}
+    try:
+        for line_no, lines in enumerate(zip(*handles.values(), strict=True), start=1):
+            yield {col: line.rstrip("\r\n") for col, line in zip(handles, lines)}
+    except ValueError as e:
+        raise SourceError(f"aligned files {sorted(map(str, files.values()))} have different line counts") from e
+    finally:
+        for h in handles.values():
+            h.close()
+
+
+def read_file(path: Path, fmt: str, spec: dict) -> Iterator[dict]:
+    if fmt in ("csv", "tsv"):
+        return _csv_rows(path, spec, fmt)
+    if fmt == "json":
+        return _json_rows(path)
+    if fmt == "jsonl":
+        return _jsonl_rows(path)
+    if fmt == "parquet":
+        return _parquet_rows(path)
+    if fmt == "conll":
+        return _conll_rows(path, spec)
+    if fmt == "conllu":
+        return _conllu_rows(path, spec)
+    if fmt == "text":
+        return _text_rows(path, spec)
+    raise SourceError(f"file {path}: unknown format {fmt!r}")
+
+
+def _resolve(root: Path, pattern: str, name: str) -> list[Path]:
+    found = sorted(Path(p) for p in glob.glob(str(root / pattern)))
+    if not found:
+        raise SourceError(f"dataset '{name}': no file matches {pattern!r} under {root}")
+    return found
+
+
+def _split_files(entry: CatalogEntry, root: Path, spec: dict) -> dict[str, Any]:
+    """source split -> files (or, for ``aligned``, column -> file) for a local copy."""
+    files = spec.get("files")
+    if root.is_file():
+        if not files or len(files) == 1:
+            return {next(iter(files)) if files else spec.get("default_split", "train"): [root]}
+        for split, pattern in files.items():  # a single file of a multi-file layout: match its name
+            if isinstance(pattern, str) and root.match(Path(pattern).name):
+                return {split: [root]}
+        return {spec.get("default_split", "train"): [root]}
+    if not files:
+        raise SourceError(f"dataset '{entry.name}': {root} is a folder; its catalog entry needs local.files")
+    out: dict[str, Any] = {}
+    for split, pattern in files.items():
+        if isinstance(pattern, dict):
+            out[split] = {col: _resolve(root, p, entry.name)[0] for col, p in pattern.items()}
+        else:
+            patterns = pattern if isinstance(pattern, list) else [pattern]
+            out[split] = [p for pat in patterns for p in _resolve(root, pat, entry.name)]
+    return out
+
+
+def _read_index(path: Path) -> set[int]:
+    with open(path, encoding="utf-8-sig") as f:
+        return {int(line) for line in f if line.strip()}
+
+
+def read_local(entry: CatalogEntry, path: str | Path, limit: int | None = None) -> Iterator[Row]:
+    """Rows of a local copy given with ``--local NAME=PATH``."""
+    root = Path(path)
+    if not root.exists():
+        raise SourceError(f"dataset '{entry.name}': local path {root} does not exist")
+    spec = dict(entry.local or {})
+    suffix_fmt = _RECORD_SUFFIXES.get(root.suffix.lower()) if root.is_file() else None
+    if root.is_dir() and not spec:
+        yield from read_hub(entry, str(root), limit)  # a downloaded Hub snapshot (README configs / data files)
+        return
+    if suffix_fmt and spec.get("format") != suffix_fmt:
+        spec = {"format": suffix_fmt, "split_column": "split"}  # an export of the Hub copy: Hub column names
+    if not spec:
+        raise SourceError(
+            f"dataset '{entry.name}': {root.name} is not .jsonl/.json/.parquet and the entry has no local: spec"
+        )
+    fmt = spec["format"]
+    split_column = spec.get("split_column")
+    for split, files in _split_files(entry, root, spec).items():
+        if fmt == "aligned":
+            records = _aligned_rows(files)
+        else:
+            records = (r for f in files for r in read_file(f, fmt, spec))
+        counters: dict[str, int] = {}
+        index_sets = {s: _read_index(_resolve(root if root.is_dir() else root.parent, p, entry.name)[0])
+                      for s, p in (spec.get("index_files") or {}).items()}
+        for n, record in enumerate(records):
+            if split_column and REJECT not in record and split_column in record:
+                row_split = str(record.pop(split_column))
+            elif index_sets:
+                row_split = next((s for s, ids in index_sets.items() if n in ids), spec.get("default_split", "train"))
+            else:
+                row_split = split
+            i = counters.get(row_split, 0)
+            counters[row_split] = i + 1
+            if limit is not None and i >= limit:
+                continue
+            yield row_split, i, record
+
+
+def read_source(entry: CatalogEntry, local_path: str | os.PathLike | None = None, limit: int | None = None) -> Iterator[Row]:
+    """All source rows of an entry: from ``local_path`` when given, else from the Hub."""
+    if local_path is not None:
+        return read_local(entry, local_path, limit)
+    return read_hub(entry, None, limit)
+
+
+def source_fingerprint(entry: CatalogEntry, local_path: str | None) -> str:
+    """What identifies the source's content: local files' sizes and mtimes, or the Hub id@revision."""
+    if local_path is None:
+        return f"hub:{entry.hub_id}:{entry.hub_config}@{entry.revision or 'main'}"
+    root = Path(local_path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    parts = [f"{p.relative_to(root) if root.is_dir() else p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+    return "local:" + "|".join(parts)
