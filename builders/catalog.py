@@ -52,10 +52,14 @@ class LabelSpec:
         if value is None:
             return None
         if self.ids:
+            if isinstance(value, str):  # a local copy that stores the names themselves ("-1", "Positive")
+                named = self._index.get(value.strip())
+                if named is not None:
+                    return named
             try:
                 idx = int(value)
-            except (TypeError, ValueError):  # a local copy that stores the names themselves
-                return self._index.get(str(value).strip())
+            except (TypeError, ValueError):
+                return None
             return idx if 0 <= idx < len(self.names) else None
         if isinstance(value, float) and value.is_integer():  # "1.0" read by a typed reader
             value = int(value)
@@ -81,6 +85,7 @@ class CatalogEntry:
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train"})
     split_fractions: dict[str, float] = field(default_factory=lambda: {"validation": 0.05, "test": 0.1})
     local: dict[str, Any] | None = None
+    optional: list[str] = field(default_factory=list)  # variables that may be empty (templates test them)
     local_labels: dict[str, LabelSpec] = field(default_factory=dict)  # local.labels: a local copy's own encoding
     source_file: Path | None = None
     templates_file: Path | None = None
@@ -163,6 +168,9 @@ def parse_entry(raw: dict, path: Path, templates_root: Path | None) -> CatalogEn
     if bad:
         raise CatalogError(f"catalog file {path}: splits {bad} must map to one of {OUTPUT_SPLITS}")
     labels = _label_specs(raw.get("labels"), columns, path, "labels")
+    unknown_optional = set(raw.get("optional") or []) - set(columns)
+    if unknown_optional:
+        raise CatalogError(f"catalog file {path}: optional variables {sorted(unknown_optional)} are not in 'columns'")
     local = raw.get("local")
     local_labels = {}
     if local is not None:
@@ -193,6 +201,7 @@ def parse_entry(raw: dict, path: Path, templates_root: Path | None) -> CatalogEn
         split_fractions=raw.get("split_fractions") or {"validation": 0.05, "test": 0.1},
         local=local,
         local_labels=local_labels,
+        optional=list(raw.get("optional") or []),
         source_file=path,
         templates_file=templates_file,
     )

@@ -44,6 +44,7 @@ from datatrove.pipeline.writers import ParquetWriter
 from tqdm.auto import tqdm
 
 from builders import __version__
+from builders.report import reason_kind
 from builders.catalog import OUTPUT_SPLITS, CatalogEntry, load_catalog, select
 from builders.sources import REJECT, read_source, source_fingerprint
 from builders.templates import TemplateError
@@ -125,15 +126,16 @@ def _fraction(key: str) -> float:
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32
 
 
-def assign_split(entry: CatalogEntry, source_split: str, record_json: str) -> str | None:
-    """The output split of a source example: the source's own split, or carved from train by content hash."""
-    split = entry.splits.get(source_split)
-    if split != "train":
-        return split
-    mapped = set(entry.splits.values())
+def own_split(entry: CatalogEntry, source_split: str) -> str | None:
+    """The output split a source split maps to (a split named like an output split maps to itself)."""
+    return entry.splits.get(source_split) or (source_split if source_split in OUTPUT_SPLITS else None)
+
+
+def carve_split(entry: CatalogEntry, record_json: str, missing: set[str]) -> str:
+    """For a train example: validation/test when the source has none, chosen by a hash of its content."""
     x = _fraction(f"{entry.name}\x1f{record_json}")
-    val = entry.split_fractions.get("validation", 0.05) if "validation" not in mapped else 0.0
-    test = entry.split_fractions.get("test", 0.1) if "test" not in mapped else 0.0
+    val = entry.split_fractions.get("validation", 0.05) if "validation" in missing else 0.0
+    test = entry.split_fractions.get("test", 0.1) if "test" in missing else 0.0
     if x < val:
         return "validation"
     if x < val + test:
@@ -160,7 +162,9 @@ def map_record(entry: CatalogEntry, record: dict, local: bool) -> tuple[dict | N
             )
         value = record[col]
         if _is_empty(value):
-            return None, f"empty {var}"
+            if var not in entry.optional:
+                return None, f"empty {var}"
+            value = "" if value is None else value
         spec = labels.get(var)
         if spec is not None:
             index = spec.to_index(value)
@@ -221,37 +225,53 @@ class IngestSource(PipelineStep):
         out.parent.mkdir(parents=True, exist_ok=True)
         rejects = _RejectLog(work / "rejected" / f"source-{entry.name}.parquet")
         tmp = out.with_suffix(".tmp")
-        counts = {s: 0 for s in OUTPUT_SPLITS}
         rejected: dict[str, int] = {}
         batch: list[dict] = []
+        present: set[str] = set()
         local_path = self.local.get(entry.name)
         with pq.ParquetWriter(tmp, SOURCE_SCHEMA) as writer:
             rows = read_source(entry, local_path, self.limit)
             for source_split, i, record in tqdm(rows, desc=f"read {entry.name}", unit=" rows", mininterval=2):
                 self.stat_update("source_rows")
                 row, reason = map_record(entry, record, local_path is not None)
-                split = assign_split(entry, source_split, _json(row)) if row is not None else None
+                split = own_split(entry, source_split) if row is not None else None
                 if row is not None and split is None:
                     reason = f"source split '{source_split}' is not in the catalog's splits"
                 if reason:
-                    rejected[reason.split(" at line")[0]] = rejected.get(reason.split(" at line")[0], 0) + 1
+                    rejected[reason_kind(reason)] = rejected.get(reason_kind(reason), 0) + 1
                     rejects.add(dataset_name=entry.name, template_name=None, stage="source", reason=reason,
                                 source_split=source_split, source_row=i, content=_json(record)[:2000])
                     self.stat_update("rejected")
                     continue
-                counts[split] += 1
+                present.add(split)
                 batch.append({"source_split": source_split, "source_row": i, "split": split, "record": _json(row)})
                 if len(batch) >= 5000:
                     writer.write_table(pa.Table.from_pylist(batch, schema=SOURCE_SCHEMA))
                     batch = []
             if batch:
                 writer.write_table(pa.Table.from_pylist(batch, schema=SOURCE_SCHEMA))
+        counts = self._assign_splits(entry, tmp, out, {"validation", "test"} - present if "train" in present else set())
         rejects.close()
-        os.replace(tmp, out)
         meta = {"rows": counts, "rejected": rejected, "num_templates": len(entry.templates)}
         meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
         return
         yield  # a generator that yields nothing: datatrove steps are generators
+
+    @staticmethod
+    def _assign_splits(entry: CatalogEntry, tmp: Path, out: Path, missing: set[str]) -> dict[str, int]:
+        """Second pass: carve the splits the source lacks out of train, then count rows per split."""
+        counts = {s: 0 for s in OUTPUT_SPLITS}
+        with pq.ParquetWriter(out.with_suffix(".tmp2"), SOURCE_SCHEMA) as writer:
+            for batch in pq.ParquetFile(tmp).iter_batches(batch_size=5000):
+                rows = batch.to_pylist()
+                for r in rows:
+                    if missing and r["split"] == "train":
+                        r["split"] = carve_split(entry, r["record"], missing)
+                    counts[r["split"]] += 1
+                writer.write_table(pa.Table.from_pylist(rows, schema=SOURCE_SCHEMA))
+        os.replace(out.with_suffix(".tmp2"), out)
+        tmp.unlink()
+        return counts
 
 
 class SourceRowsReader(PipelineStep):
@@ -301,6 +321,9 @@ class RenderPrompts(PipelineStep):
             entry = self.entries[meta["dataset_name"]]
             row = json.loads(meta["record"])
             where = f"{meta['source_split']}:{meta['source_row']}"
+            # braces or a "None" that the text itself contains are not rendering leftovers
+            flags = {k: True for k, rx in (("data_has_jinja", _LEFTOVER_JINJA), ("data_has_none", _NONE))
+                     if rx.search(meta["record"])}
             for tpl in entry.templates:
                 if self.compile_per_row:
                     tpl.__dict__.pop("compiled", None)
@@ -330,6 +353,7 @@ class RenderPrompts(PipelineStep):
                         "source_split": meta["source_split"],
                         "source_row": meta["source_row"],
                         **({"render_error": reason} if reason else {}),
+                        **flags,
                     },
                 )
 
@@ -347,9 +371,9 @@ class PromptFilter(BaseFilter):
             return False, "empty inputs"
         if not meta["targets"].strip():
             return False, "empty targets"
-        if _NONE.search(doc.text) or _NONE.search(meta["targets"]):
+        if not meta.get("data_has_none") and (_NONE.search(doc.text) or _NONE.search(meta["targets"])):
             return False, "rendered None"
-        if _LEFTOVER_JINJA.search(doc.text) or _LEFTOVER_JINJA.search(meta["targets"]):
+        if not meta.get("data_has_jinja") and (_LEFTOVER_JINJA.search(doc.text) or _LEFTOVER_JINJA.search(meta["targets"])):
             return False, "leftover jinja"
         return True
 
@@ -366,7 +390,7 @@ class RankParquetReader(ParquetReader):
 
 
 def _rendered_adapter(self, doc: Document) -> dict:
-    return {"id": doc.id, "inputs": doc.text, **{k: v for k, v in doc.metadata.items() if k != "render_error"}}
+    return {"id": doc.id, "inputs": doc.text, **{k: v for k, v in doc.metadata.items() if k in RENDERED_SCHEMA.names}}
 
 
 def _final_adapter(self, doc: Document) -> dict:
@@ -463,7 +487,7 @@ def plan_units(entries: list[CatalogEntry], work: Path, prompts_per_task: int) -
 def prepare(cfg: BuildConfig) -> tuple[list[CatalogEntry], Path, str]:
     """Resolve and check entries, then (re)use ``OUT/_build`` when its fingerprint matches."""
     catalog = load_catalog(cfg.catalog_dirs)
-    entries = select(catalog, cfg.datasets)
+    entries = sorted(select(catalog, cfg.datasets), key=lambda e: e.name)  # output independent of argument order
     for e in entries:
         e.check_templates()
         if e.name not in cfg.local and not e.hub_id:
@@ -549,7 +573,8 @@ def _check_complete(executor, stage: str) -> None:
 
 def finalize(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, fingerprint: str) -> BuildResult:
     """Name the shards Hub-style, then write report, manifest and dataset card."""
-    from builders import card, report as report_mod
+    from builders import card
+    from builders import report as report_mod
 
     data = cfg.out / "data"
     if data.exists():

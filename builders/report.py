@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from builders.catalog import CatalogEntry
+
+
+def reason_kind(reason: str) -> str:
+    """A rejection reason without its row details: 'malformed row at line 9 of x.csv: 3 fields' -> 'malformed row'."""
+    return re.sub(r" at line \d+ of [^\s:]+", "", reason).split(":")[0].strip()
 
 
 def _count(paths, columns: list[str]) -> Counter:
@@ -40,7 +46,7 @@ def build_report(out: Path, work: Path, entries: list[CatalogEntry]) -> dict:
     skipped: dict[str, dict[str, int]] = {}
     for (dataset, stage, reason), n in rejected.items():
         # render-stage reasons carry the row; group them by their kind
-        key = f"{stage}: {reason.split(':')[0] if stage != 'duplicate' else 'exact duplicate'}"
+        key = f"{stage}: {reason_kind(reason) if stage != 'duplicate' else 'exact duplicate'}"
         skipped.setdefault(dataset or "?", {}).setdefault(key, 0)
         skipped[dataset or "?"][key] += n
     entries_by_name = {e.name: e for e in entries}

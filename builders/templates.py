@@ -21,6 +21,7 @@ import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
 SEPARATOR = "|||"
+_PROTECTED = "\ue000\ue001\ue000"  # stands in for a '|||' that comes from the data while rendering
 _TOP_LEVEL_UNDEFINED = re.compile(r"^'(\w+)' is undefined$")
 
 # Arabic diacritics (tashkeel: fathatan .. sukun, superscript alef) and tatweel.
@@ -146,6 +147,9 @@ class Template:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def render(self, row: dict[str, Any], row_ref: str | None = None) -> tuple[str, str, list[str]]:
+        protected = any(isinstance(v, str) and SEPARATOR in v for v in row.values())
+        if protected:  # a '|||' in the data must not split input from target
+            row = {k: v.replace(SEPARATOR, _PROTECTED) if isinstance(v, str) else v for k, v in row.items()}
         try:
             choices = split_choices(self.compiled_choices.render(**row)) if self.compiled_choices else []
             text = self.compiled.render(answer_choices=choices, **row)
@@ -162,6 +166,8 @@ class Template:
         inputs, sep, targets = text.partition(SEPARATOR)
         if not sep:
             raise TemplateError(f"{self._where(row_ref)}: rendered text has no '{SEPARATOR}' between input and target")
+        if protected:
+            inputs, targets = inputs.replace(_PROTECTED, SEPARATOR), targets.replace(_PROTECTED, SEPARATOR)
         return inputs.strip(), targets.strip(), choices
 
 

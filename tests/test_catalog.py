@@ -1,0 +1,113 @@
+"""The package catalog: real entries, templates that fit their columns and labels, user catalogs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from builders.catalog import CatalogError, load_catalog
+
+CATALOG = load_catalog()
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def test_catalog_size_and_task_spread():
+    tasks = {e.task for e in CATALOG.values()}
+    assert len(CATALOG) >= 78, len(CATALOG)
+    assert len(tasks) >= 30, sorted(tasks)
+    for required in ("summarization", "headline_generation", "grammar_correction", "extractive_qa",
+                     "named_entity_recognition", "pos_tagging", "diacritization", "transliteration",
+                     "dialect_identification", "natural_language_inference", "stance_detection",
+                     "emotion_classification", "sentiment_analysis", "creative_writing"):
+        assert required in tasks, required
+    assert tasks & {"open_qa", "closed_qa", "multiple_choice_qa"}
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_entry_is_complete_and_templates_fit(name):
+    e = CATALOG[name]
+    assert e.hub_id is None and e.hub_note or HUB_ID.match(e.hub_id), e.hub_id
+    assert e.license and e.columns
+    templates = e.check_templates()  # variables exist, answer_choices match label names
+    assert 2 <= len(templates) <= 8, len(templates)
+    assert len({t.id for t in templates}) == len(templates)
+    arabic_instructions = 0
+    for t in templates:
+        assert "|||" in t.jinja
+        instruction = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", "", t.jinja, flags=re.S)
+        arabic_instructions += bool(re.search("[\u0600-\u06ff]", instruction))
+        if e.task_family == "classification" and t.fixed_choices:
+            assert all(re.search("[\u0600-\u06ff]", c) for c in t.fixed_choices), t.fixed_choices
+    # every template but at most one (a bare instruction-following prompt) wraps the row in Arabic instructions
+    assert arabic_instructions >= len(templates) - 1, f"{name}: instructions are not Arabic"
+
+
+def test_every_shared_arabic_dataset_has_an_entry(shared_data):
+    readme = (shared_data / "README.md").read_text(encoding="utf-8")
+    first_table = readme.split("## Arabic datasets")[1].split("##")[0]
+    names = re.findall(r"^\| (\w+) \|", first_table, flags=re.M)
+    names = [n for n in names if n != "name"]
+    assert len(names) == 16
+    covered = {str(e.description) + " " + e.name + " " + str(e.local) for e in CATALOG.values() if e.local}
+    blob = " ".join(covered).lower()
+    prefixes = {n: n.split("_")[0] for n in names}
+    missing = [n for n, p in prefixes.items() if p not in blob]
+    assert not missing, missing
+
+
+def test_user_catalog_dir_adds_entries(tmp_path):
+    src = CATALOG["ajgt_sentiment"]
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "templates" / "my_tweets").mkdir(parents=True)
+    text = src.source_file.read_text(encoding="utf-8").replace("name: ajgt_sentiment", "name: my_tweets")
+    (tmp_path / "catalog" / "my_tweets.yaml").write_text(text, encoding="utf-8")
+    shutil.copy(src.templates_file, tmp_path / "templates" / "my_tweets" / "templates.yaml")
+    merged = load_catalog([tmp_path])
+    assert "my_tweets" in merged and len(merged) == len(CATALOG) + 1
+    assert merged["my_tweets"].check_templates()
+
+
+@pytest.mark.parametrize(
+    "mutation, message",
+    [
+        (lambda t: t.replace("task: sentiment_analysis\n", ""), "missing required key 'task'"),
+        (lambda t: t.replace("task_family: classification", "task_family: vibes"), "task_family 'vibes'"),
+        (lambda t: t.replace("name: my_tweets", "name: other"), "must equal the file name"),
+        (lambda t: t + "\nsplits: {train: training}\n", "must map to one of"),
+    ],
+)
+def test_bad_entries_name_the_file(tmp_path, mutation, message):
+    src = CATALOG["ajgt_sentiment"]
+    (tmp_path / "catalog").mkdir()
+    text = src.source_file.read_text(encoding="utf-8").replace("name: ajgt_sentiment", "name: my_tweets")
+    (tmp_path / "catalog" / "my_tweets.yaml").write_text(mutation(text), encoding="utf-8")
+    with pytest.raises(CatalogError, match=message) as err:
+        load_catalog([tmp_path])
+    assert "my_tweets.yaml" in str(err.value)
+
+
+def test_template_with_unknown_variable_is_caught_before_reading_rows(tmp_path):
+    src = CATALOG["ajgt_sentiment"]
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "templates" / "my_tweets").mkdir(parents=True)
+    text = src.source_file.read_text(encoding="utf-8").replace("name: ajgt_sentiment", "name: my_tweets")
+    (tmp_path / "catalog" / "my_tweets.yaml").write_text(text, encoding="utf-8")
+    tpl = re.sub(r"\{\{\s*text\b", "{{ tweet", src.templates_file.read_text(encoding="utf-8"), count=1)
+    (tmp_path / "templates" / "my_tweets" / "templates.yaml").write_text(tpl, encoding="utf-8")
+    entry = load_catalog([tmp_path])["my_tweets"]
+    with pytest.raises(Exception, match=r"my_tweets.*undefined variable.*tweet"):
+        entry.check_templates()
+
+
+def test_label_ids_and_local_names():
+    from builders.catalog import LabelSpec
+
+    spec = LabelSpec(names=["-1", "1"], ids=True)
+    assert spec.to_index("-1") == 0 and spec.to_index("1") == 1  # a local copy storing names
+    assert spec.to_index(1) == 1 and spec.to_index(0) == 0  # the Hub's ClassLabel ids
+    assert spec.to_index(2) is None and spec.to_index("maybe") is None
+    named = LabelSpec(names=["neg", "pos"])
+    assert named.to_index(" pos ") == 1 and named.to_index("x") is None
+    assert LabelSpec(names=[-1, 1]).to_index(1.0) == 1  # "1.0" read by a typed reader

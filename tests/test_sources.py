@@ -1,0 +1,129 @@
+"""Local source formats and real-world quirks, read through the same code path as the build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from builders.catalog import CatalogEntry
+from builders.sources import REJECT, SourceError, read_local
+
+
+def entry(local: dict, columns: dict | None = None) -> CatalogEntry:
+    return CatalogEntry(name="ds", task="t", task_family="classification", license="mit",
+                        columns=columns or {"text": "text"}, hub_id=None, hub_note="test", local=local)
+
+
+def rows(e: CatalogEntry, path: Path, limit=None) -> list[tuple[str, int, dict]]:
+    return list(read_local(e, path, limit))
+
+
+def test_csv_bom_crlf_quoted_newlines_and_stray_header_spaces(tmp_path):
+    f = tmp_path / "data.csv"
+    f.write_bytes('\ufeff text , label \r\n"سطر أول\r\nسطر ثان",1\r\n"قال ""مرحبا""",0\r\n'.encode("utf-8"))
+    got = rows(entry({"format": "csv"}), f)
+    assert [r[2] for r in got] == [{"text": "سطر أول\r\nسطر ثان", "label": "1"}, {"text": 'قال "مرحبا"', "label": "0"}]
+    assert [(s, i) for s, i, _ in got] == [("train", 0), ("train", 1)]
+
+
+def test_headerless_tsv_and_malformed_row_kept_with_reason(tmp_path):
+    f = tmp_path / "tweets.tsv"
+    f.write_text('تغريدة "مقتبسة\tPOS\nتغريدة ثانية\tNEG\tزائد\n', encoding="utf-8")
+    got = rows(entry({"format": "tsv", "header": False, "column_names": ["text", "label"]}), f)
+    assert got[0][2] == {"text": 'تغريدة "مقتبسة', "label": "POS"}
+    assert REJECT in got[1][2] and "line 2" in got[1][2][REJECT] and "3 fields" in got[1][2][REJECT]
+
+
+def test_folder_with_split_files(tmp_path):
+    (tmp_path / "train.csv").write_text("text\nأ\nب\n", encoding="utf-8")
+    (tmp_path / "test.csv").write_text("text\nج\n", encoding="utf-8")
+    e = entry({"format": "csv", "files": {"train": "train.csv", "test": "test.csv"}})
+    assert [(s, r["text"]) for s, _, r in rows(e, tmp_path)] == [("train", "أ"), ("train", "ب"), ("test", "ج")]
+    assert rows(e, tmp_path / "test.csv")[0][0] == "test"  # one file of the layout: split from its name
+    with pytest.raises(SourceError, match="ds.*nothing.csv"):
+        rows(entry({"format": "csv", "files": {"train": "nothing.csv"}}), tmp_path)
+
+
+def test_squad_json_flattened(tmp_path):
+    doc = {"version": "1.1", "data": [{"title": "مصر", "paragraphs": [{"context": "القاهرة عاصمة مصر.", "qas": [
+        {"id": "q1", "question": "ما عاصمة مصر؟", "answers": [{"text": "القاهرة", "answer_start": 0}]}]}]}]}
+    f = tmp_path / "arcd.json"
+    f.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    [(split, i, rec)] = rows(entry({"format": "json"}), f)
+    assert rec["question"] == "ما عاصمة مصر؟" and rec["answers"] == {"text": ["القاهرة"], "answer_start": [0]}
+    assert rec["context"].startswith("القاهرة") and rec["title"] == "مصر"
+
+
+def test_jsonl_hub_export_with_split_column_and_bad_line(tmp_path):
+    f = tmp_path / "export.jsonl"
+    f.write_text('{"text": "أ", "split": "test"}\n{not json}\n{"text": "ب", "split": "train"}\n', encoding="utf-8")
+    got = rows(entry({"format": "csv"}), f)  # .jsonl is read as a Hub export whatever local.format says
+    assert (got[0][0], got[0][2]) == ("test", {"text": "أ"})
+    assert REJECT in got[1][2] and "line 2" in got[1][2][REJECT]
+    assert (got[2][0], got[2][2]) == ("train", {"text": "ب"})
+
+
+def test_parquet(tmp_path):
+    f = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"text": ["أ", "ب"], "label": [0, 1]}), f)
+    assert [r["label"] for _, _, r in rows(entry(None), f)] == [0, 1]
+
+
+def test_conll_crlf_bom_tab_only_breaks(tmp_path):
+    f = tmp_path / "ner.txt"
+    f.write_bytes("\ufeffمحمد\tB-PERS\r\nفي\tO\r\n\t\r\nالقاهرة\tB-LOC\r\n".encode("utf-8"))
+    got = rows(entry({"format": "conll"}), f)
+    assert [r for _, _, r in got] == [{"tokens": ["محمد", "في"], "tags": ["B-PERS", "O"]},
+                                      {"tokens": ["القاهرة"], "tags": ["B-LOC"]}]
+
+
+def test_conllu_comments_and_multiword_tokens(tmp_path):
+    f = tmp_path / "x.conllu"
+    f.write_text(
+        "# sent_id = s1\n# text = وبالقلم\n# text_en = and with the pen\n"
+        "1-2\tوبالقلم\t_\t_\t_\t_\t_\t_\t_\t_\n1\tو\tو\tCCONJ\t_\t_\t0\troot\t_\t_\n2\tبالقلم\tقلم\tNOUN\t_\t_\t1\tconj\t_\t_\n\n",
+        encoding="utf-8")
+    [(_, _, rec)] = rows(entry({"format": "conllu"}), f)
+    assert rec["tokens"] == ["و", "بالقلم"] and rec["upos"] == ["CCONJ", "NOUN"]
+    assert rec["text_en"] == "and with the pen" and rec["sent_id"] == "s1"
+
+
+def test_text_lines_with_pattern_and_index_files(tmp_path):
+    (tmp_path / "all.txt").write_text("3 بيت أول # عجز\n0 بيت ثان # عجز\nسطر معطوب\n", encoding="utf-8")
+    (tmp_path / "test.ids").write_text("1\n", encoding="utf-8")
+    e = entry({"format": "text", "files": {"train": "all.txt"}, "pattern": r"^(?P<label>\d+) (?P<verse>.+)$",
+               "index_files": {"test": "test.ids"}})
+    got = rows(e, tmp_path)
+    assert got[0] == ("train", 0, {"label": "3", "verse": "بيت أول # عجز"})
+    assert got[1] == ("test", 0, {"label": "0", "verse": "بيت ثان # عجز"})
+    assert "does not match" in got[2][2][REJECT]
+
+
+def test_aligned_files(tmp_path):
+    (tmp_path / "train.en").write_text("Cairo\nAmman\n", encoding="utf-8")
+    (tmp_path / "train.ar").write_text("القاهرة\nعمان\n", encoding="utf-8")
+    e = entry({"format": "aligned", "files": {"train": {"english": "train.en", "arabic": "train.ar"}}})
+    assert [r for _, _, r in rows(e, tmp_path)] == [{"english": "Cairo", "arabic": "القاهرة"},
+                                                   {"english": "Amman", "arabic": "عمان"}]
+    (tmp_path / "train.ar").write_text("القاهرة\n", encoding="utf-8")
+    with pytest.raises(SourceError, match="different line counts"):
+        rows(e, tmp_path)
+
+
+def test_limit_per_split(tmp_path):
+    f = tmp_path / "x.jsonl"
+    f.write_text("".join(json.dumps({"text": str(i), "split": "train" if i % 2 else "test"}) + "\n" for i in range(10)))
+    got = rows(entry(None), f, limit=2)
+    assert sorted((s, i) for s, i, _ in got) == [("test", 0), ("test", 1), ("train", 0), ("train", 1)]
+
+
+def test_missing_path_and_unknown_layout(tmp_path):
+    with pytest.raises(SourceError, match="ds.*does not exist"):
+        rows(entry(None), tmp_path / "nope.csv")
+    (tmp_path / "x.txt").write_text("a\n")
+    with pytest.raises(SourceError, match="no local: spec"):
+        rows(entry(None), tmp_path / "x.txt")
