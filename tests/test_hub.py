@@ -1,0 +1,156 @@
+"""Validate and publish. The remote Hub cannot exist here (no network, and no installable local server speaks
+the Hub API: pip's `hf-local-hub` needs a Go binary it does not ship), so `FakeHub` below stands in for the
+HTTP side of `HfApi`; everything up to that call -- validation, ignore patterns, versions, tags, idempotency,
+endpoint and token handling -- runs for real."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow.parquet as pq
+import pytest
+from huggingface_hub.utils import filter_repo_objects
+
+from builders import hub
+from builders.hub import ValidationError, publish, validate
+from builders.pipeline import BuildConfig, build
+from test_build import make_toy
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hub")
+    cat, data = make_toy(root, [("جملة جيدة", "pos"), ("جملة سيئة", "neg"), ("ثالثة", "pos")], [("اختبار", "neg")])
+    out = root / "out"
+    build(BuildConfig(out=out, datasets=["toy_sentiment"], local={"toy_sentiment": str(data)},
+                      catalog_dirs=[str(cat)], workers=1))
+    return out
+
+
+@dataclass
+class FakeHub:
+    """The Hub's side of HfApi (mock: no Hub is reachable here). Content-addressed like the real one."""
+
+    files: dict | None = None
+    commits: list | None = None
+    tags: dict | None = None
+
+    def __post_init__(self):
+        self.files, self.commits, self.tags, self.calls = {}, [], {}, []
+
+    def create_repo(self, repo_id, repo_type=None, private=False, exist_ok=False):
+        self.calls.append(("create_repo", repo_id, repo_type))
+
+    def repo_info(self, repo_id, repo_type=None):
+        if not self.commits:
+            raise FileNotFoundError("empty repo")
+        return SimpleNamespace(sha=self.commits[-1])
+
+    def upload_folder(self, repo_id, repo_type, folder_path, ignore_patterns, delete_patterns, commit_message):
+        assert repo_type == "dataset"
+        root = Path(folder_path)
+        paths = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
+        local = {p: hashlib.sha256((root / p).read_bytes()).hexdigest()
+                 for p in filter_repo_objects(paths, ignore_patterns=ignore_patterns)}
+        new = {p: h for p, h in self.files.items() if not any(Path(p).match(d) for d in delete_patterns) or p in local}
+        new.update(local)
+        if new != self.files or not self.commits:
+            self.files = new
+            self.commits.append(hashlib.sha1(json.dumps(sorted(new.items())).encode()).hexdigest())
+        return SimpleNamespace(oid=self.commits[-1])
+
+    def list_repo_refs(self, repo_id, repo_type=None):
+        return SimpleNamespace(tags=[SimpleNamespace(name=n, target_commit=c) for n, c in self.tags.items()])
+
+    def create_tag(self, repo_id, tag, revision, repo_type=None, tag_message=None):
+        assert tag not in self.tags
+        self.tags[tag] = revision
+
+
+def test_validate_accepts_a_build(built):
+    assert validate(built) == {"configs": 1, "rows": sum(len(pq.read_table(p)) for p in (built / "data").rglob("*.parquet"))}
+
+
+def test_validate_refuses_tampered_folders(built, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(built, bad)
+    manifest = json.loads((bad / "build_manifest.json").read_text())
+    manifest["counts"]["by_task_split"]["toy_sentiment"]["train"] += 1
+    (bad / "build_manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValidationError, match="do not match build_manifest"):
+        validate(bad)
+    shutil.rmtree(bad)
+    shutil.copytree(built, bad)
+    next((bad / "data").rglob("test-*.parquet")).unlink()
+    with pytest.raises(ValidationError, match="split 'test': no file matches"):
+        validate(bad)
+    (bad / "README.md").unlink()
+    with pytest.raises(ValidationError, match="README.md: missing"):
+        validate(bad)
+
+
+def test_publish_uploads_tags_and_is_idempotent(built):
+    fake = FakeHub()
+    first = publish(built, "org/arabic-prompts", "1.0.0", api=fake)
+    assert first.created_commit and first.created_tag and fake.tags == {"v1.0.0": first.commit}
+    assert not any(p.startswith("_build") for p in fake.files)  # work files are never uploaded
+    assert {"README.md", "build_manifest.json", "build_report.json"} <= set(fake.files)
+    assert any(p.startswith("data/toy_sentiment/train-") for p in fake.files)
+    again = publish(built, "org/arabic-prompts", "1.0.0", api=fake)
+    assert not again.created_commit and not again.created_tag and again.commit == first.commit
+    assert len(fake.commits) == 1
+
+
+def test_publish_refuses_to_move_a_tag_and_invalid_input(built, tmp_path):
+    import shutil
+
+    fake = FakeHub()
+    publish(built, "org/x", "1.0.0", api=fake)
+    changed = tmp_path / "changed"
+    shutil.copytree(built, changed)
+    (changed / "README.md").write_text((changed / "README.md").read_text() + "\nmore\n")
+    with pytest.raises(ValueError, match="bump --version"):
+        publish(changed, "org/x", "1.0.0", api=fake)
+    assert publish(changed, "org/x", "1.0.1", api=fake).created_tag
+    with pytest.raises(ValueError, match="1.2.3"):
+        publish(built, "org/x", "v1", api=fake)
+    (changed / "build_manifest.json").unlink()
+    calls = len(fake.calls)
+    with pytest.raises(ValidationError):
+        publish(changed, "org/x", "1.0.2", api=fake)
+    assert len(fake.calls) == calls  # nothing was sent for an invalid folder
+
+
+def test_publish_honours_endpoint_and_never_prints_the_token(built, monkeypatch, capsys):
+    seen = {}
+
+    class RecordingApi(FakeHub):
+        def __init__(self, endpoint=None, token=None):
+            super().__init__()
+            seen.update(endpoint=endpoint, token=token)
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    publish(built, "org/x", "2.0.0", token="hf_very_secret_token")
+    assert seen == {"endpoint": "http://127.0.0.1:9", "token": "hf_very_secret_token"}
+    publish(built, "org/y", "2.0.0", endpoint="http://localhost:1234")
+    assert seen["endpoint"] == "http://localhost:1234" and seen["token"] is None  # None: env or login cache
+    out = capsys.readouterr()
+    assert "hf_very_secret_token" not in out.out + out.err
+
+
+def test_config_files_and_load_built_resolve_card_patterns(built):
+    files = hub.config_files(built, "default")
+    assert set(files) == {"train", "validation", "test"} or set(files) <= {"train", "validation", "test"}
+    ds = hub.load_built(built, "toy_sentiment")
+    assert sum(len(v) for v in ds.values()) == sum(len(pq.read_table(p)) for p in (built / "data").rglob("*.parquet"))
+    with pytest.raises(ValidationError, match="no config 'nope'"):
+        hub.config_files(built, "nope")
