@@ -81,14 +81,14 @@ def cmd_catalog_list(args) -> int:
 def cmd_templates_preview(args) -> int:
     from builders.catalog import load_catalog, select
     from builders.pipeline import map_record
-    from builders.sources import read_source
+    from builders.sources import read_source, uses_local_layout
 
     entry = select(load_catalog(args.catalog_dir or []), [args.name])[0]
     templates = entry.check_templates()
     local = _pairs(args.local, "--local").get(entry.name)
     shown = 0
     for split, i, record in islice(read_source(entry, local, None), 10_000):
-        row, reason = map_record(entry, record, local is not None)
+        row, reason = map_record(entry, record, uses_local_layout(entry, local))
         if row is None:
             print(f"-- skipped row {split}:{i}: {reason}")
             continue

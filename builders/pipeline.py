@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from builders import __version__
 from builders.report import reason_kind
 from builders.catalog import OUTPUT_SPLITS, CatalogEntry, load_catalog, select
-from builders.sources import REJECT, read_source, source_fingerprint
+from builders.sources import REJECT, read_source, source_fingerprint, uses_local_layout
 from builders.templates import TemplateError
 
 LANGUAGE = "ar"
@@ -229,11 +229,12 @@ class IngestSource(PipelineStep):
         batch: list[dict] = []
         present: set[str] = set()
         local_path = self.local.get(entry.name)
+        local_layout = uses_local_layout(entry, local_path)
         with pq.ParquetWriter(tmp, SOURCE_SCHEMA) as writer:
             rows = read_source(entry, local_path, self.limit)
             for source_split, i, record in tqdm(rows, desc=f"read {entry.name}", unit=" rows", mininterval=2):
                 self.stat_update("source_rows")
-                row, reason = map_record(entry, record, local_path is not None)
+                row, reason = map_record(entry, record, local_layout)
                 split = own_split(entry, source_split) if row is not None else None
                 if row is not None and split is None:
                     reason = f"source split '{source_split}' is not in the catalog's splits"
@@ -293,9 +294,10 @@ class SourceRowsReader(PipelineStep):
             n = batch.num_rows
             if offset + n > start and offset < end:
                 lo, hi = max(start - offset, 0), min(end - offset, n)
-                for rec in batch.slice(lo, hi - lo).to_pylist():
-                    self.stat_update("source_rows")
-                    bar.update()
+                recs = batch.slice(lo, hi - lo).to_pylist()
+                self.stat_update("source_rows", value=len(recs))
+                bar.update(len(recs))
+                for rec in recs:
                     yield Document(text="", id=f"{unit['dataset']}/{rec['source_split']}/{rec['source_row']}",
                                    metadata={"dataset_name": unit["dataset"], **rec})
             offset += n
@@ -324,6 +326,7 @@ class RenderPrompts(PipelineStep):
             # braces or a "None" that the text itself contains are not rendering leftovers
             flags = {k: True for k, rx in (("data_has_jinja", _LEFTOVER_JINJA), ("data_has_none", _NONE))
                      if rx.search(meta["record"])}
+            self.stat_update("prompts", value=len(entry.templates))
             for tpl in entry.templates:
                 if self.compile_per_row:
                     tpl.__dict__.pop("compiled", None)
@@ -335,7 +338,6 @@ class RenderPrompts(PipelineStep):
                     if not e.row_level:
                         raise
                     inputs, targets, choices, reason = "", "", [], f"render error: {e}"
-                self.stat_update("prompts")
                 yield Document(
                     text=inputs,
                     id=row_id(entry.name, meta["source_split"], meta["source_row"], tpl.id),
@@ -384,13 +386,12 @@ class RankParquetReader(ParquetReader):
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         name = f"{rank:05d}.parquet"
         if self.data_folder.exists(name):
-            for doc in self.read_files_shard([name]):
-                self.update_doc_stats(doc)
-                yield doc
+            yield from self.read_files_shard([name])
 
 
 def _rendered_adapter(self, doc: Document) -> dict:
-    return {"id": doc.id, "inputs": doc.text, **{k: v for k, v in doc.metadata.items() if k in RENDERED_SCHEMA.names}}
+    meta = doc.metadata
+    return {"id": doc.id, "inputs": doc.text, **{k: meta[k] for k in _RENDERED_META}}
 
 
 def _final_adapter(self, doc: Document) -> dict:
@@ -426,6 +427,40 @@ def _dedup_priority(doc: Document) -> int:
 RENDERED_SCHEMA = pa.schema(
     [f for f in ROW_SCHEMA] + [pa.field("source_split", pa.string()), pa.field("source_row", pa.int64())]
 )
+_RENDERED_META = tuple(n for n in RENDERED_SCHEMA.names if n not in ("id", "inputs"))
+
+
+class PromptParquetWriter(ParquetWriter):
+    """datatrove's ParquetWriter on the hot path of a build: each file name is computed once per
+    (rank, task, split) instead of a string.Template substitution for every prompt, and the per-document
+    statistics (three counter updates per prompt) become one count per file, recorded when it closes."""
+
+    def _get_output_filename(self, document: Document, rank: int | str = 0, **kwargs) -> str:
+        key = f"{rank}/{document.metadata.get('task')}/{document.metadata.get('split')}"
+        cache = self.__dict__.setdefault("_name_cache", {})
+        name = cache.get(key)
+        if name is None:
+            name = cache[key] = super()._get_output_filename(document, rank, **kwargs)
+        return name
+
+    def write(self, document: Document, rank: int = 0, **kwargs):
+        name = current = self._get_output_filename(document, rank)
+        if self.max_file_size > 0:  # the same rotation rule as DiskWriter.write
+            current = self._get_filename_with_file_id(name)
+            if self._get_output_file_with_retry(current).tell() >= self.max_file_size:
+                self.file_id_counter[name] += 1
+                new = self._get_filename_with_file_id(name)
+                self._on_file_switch(name, current, new)
+                current = new
+        self._write(self.adapter(document), self._get_output_file_with_retry(current), name)
+        counts = self.__dict__.setdefault("_counts", {})
+        counts[name] = counts.get(name, 0) + 1
+
+    def close(self):
+        for name, n in self.__dict__.pop("_counts", {}).items():
+            self.stat_update(name, value=n)
+            self.stat_update("total", value=n)
+        super().close()
 
 
 # ------------------------------------------------------------------------------------ executors
@@ -527,7 +562,7 @@ def run_stages(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, compil
                 exclusion_writer=ParquetWriter(str(work / "rejected" / "prompts"), adapter=_reject_adapter("render"),
                                                schema=REJECT_SCHEMA, max_file_size=-1)
             ),
-            ParquetWriter(str(work / "rendered"), output_filename="${rank}.parquet", adapter=_rendered_adapter,
+            PromptParquetWriter(str(work / "rendered"), output_filename="${rank}.parquet", adapter=_rendered_adapter,
                           schema=RENDERED_SCHEMA, max_file_size=-1),
             ExactDedupSignature(str(work / "dedup" / "sigs"), config=dedup),
         ],
@@ -548,7 +583,7 @@ def run_stages(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, compil
                                                adapter=_reject_adapter("duplicate"), schema=REJECT_SCHEMA,
                                                max_file_size=-1),
             ),
-            ParquetWriter(str(work / "staging"), output_filename="${task}/${split}/${rank}.parquet",
+            PromptParquetWriter(str(work / "staging"), output_filename="${task}/${split}/${rank}.parquet",
                           adapter=_final_adapter, schema=ROW_SCHEMA, max_file_size=cfg.shard_size_mb * 2**20),
         ],
         tasks=tasks,

@@ -276,18 +276,31 @@ def _read_index(path: Path) -> set[int]:
         return {int(line) for line in f if line.strip()}
 
 
+def uses_local_layout(entry: CatalogEntry, path: str | Path | None) -> bool:
+    """True when ``path`` is read with the entry's ``local:`` spec (its columns and labels), False when it is
+    a Hub snapshot folder or a .jsonl/.json/.parquet export of the Hub copy (Hub column names)."""
+    if path is None or not entry.local:
+        return False
+    root = Path(path)
+    suffix_fmt = _RECORD_SUFFIXES.get(root.suffix.lower()) if root.is_file() else None
+    return not suffix_fmt or entry.local.get("format") == suffix_fmt
+
+
 def read_local(entry: CatalogEntry, path: str | Path, limit: int | None = None) -> Iterator[Row]:
     """Rows of a local copy given with ``--local NAME=PATH``."""
     root = Path(path)
     if not root.exists():
         raise SourceError(f"dataset '{entry.name}': local path {root} does not exist")
-    spec = dict(entry.local or {})
     suffix_fmt = _RECORD_SUFFIXES.get(root.suffix.lower()) if root.is_file() else None
-    if root.is_dir() and not spec:
+    if root.is_dir() and not entry.local:
         yield from read_hub(entry, str(root), limit)  # a downloaded Hub snapshot (README configs / data files)
         return
-    if suffix_fmt and spec.get("format") != suffix_fmt:
+    if uses_local_layout(entry, root):
+        spec = dict(entry.local)
+    elif suffix_fmt:
         spec = {"format": suffix_fmt, "split_column": "split"}  # an export of the Hub copy: Hub column names
+    else:
+        spec = {}
     if not spec:
         raise SourceError(
             f"dataset '{entry.name}': {root.name} is not .jsonl/.json/.parquet and the entry has no local: spec"
