@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch: the 2.13.0 CPU wheel (an unpinned torch would pull a multi-GB CUDA build)
-	$(BIN)/pip install -q "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
+	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[eval,ray,test]"
 	touch $(STAMP)
 

@@ -23,8 +23,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -523,6 +522,11 @@ def prepare(cfg: BuildConfig) -> tuple[list[CatalogEntry], Path, str]:
     """Resolve and check entries, then (re)use ``OUT/_build`` when its fingerprint matches."""
     catalog = load_catalog(cfg.catalog_dirs)
     entries = sorted(select(catalog, cfg.datasets), key=lambda e: e.name)  # output independent of argument order
+    if not cfg.datasets:  # "everything": the entries that can be read (a Hub copy, or a --local path)
+        skipped = [e.name for e in entries if not e.hub_id and e.name not in cfg.local]
+        if skipped:
+            print(f"skipping {len(skipped)} local-only datasets without --local: {', '.join(skipped)}")
+        entries = [e for e in entries if e.hub_id or e.name in cfg.local]
     for e in entries:
         e.check_templates()
         if e.name not in cfg.local and not e.hub_id:
@@ -667,26 +671,16 @@ def _shard_key(name: str) -> tuple[int, int]:
 
 
 def build(cfg: BuildConfig, compile_per_row: bool = False) -> BuildResult:
+    """Run every stage, then finalize the folder. ``compile_per_row`` is the benchmark's baseline arm."""
     entries, work, fingerprint = prepare(cfg)
     run_stages(cfg, entries, work, compile_per_row=compile_per_row)
-    if cfg.executor == "slurm":
-        raise SystemExit(
-            f"Slurm jobs submitted; when they finish, run the same command again to finalize {cfg.out}"
-        ) if not _slurm_done(work) else None
+    if cfg.executor == "slurm" and not _slurm_done(work):
+        raise BuildError(f"Slurm jobs submitted (logs in {work / 'logs'}); when they have finished, "
+                         f"run the same command again to finalize {cfg.out}")
     return finalize(cfg, entries, work, fingerprint)
 
 
 def _slurm_done(work: Path) -> bool:
-    logs = work / "logs" / "3-write"
-    plan = json.loads((work / "plan.json").read_text())
-    done = logs / "completions"
-    return done.exists() and len(list(done.iterdir())) >= len(plan["units"])
-
-
-def describe(cfg: BuildConfig) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-
-
-def iter_rows(folder: Path) -> Iterator[dict]:
-    for path in sorted((Path(folder) / "data").rglob("*.parquet")):
-        yield from pq.read_table(path).to_pylist()
+    done = work / "logs" / "3-write" / "completions"
+    units = json.loads((work / "plan.json").read_text())["units"]
+    return done.exists() and len(list(done.iterdir())) >= len(units)
