@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jinja2
@@ -12,7 +13,9 @@ from builders import __version__
 from builders.catalog import CatalogEntry
 
 CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "dataset_cards" / "prompts_dataset.md.j2"
-DEFAULT_REPO_ID = "arabic-prompts/arabic-prompts"  # the id this project publishes under; --repo overrides it
+DEFAULT_REPO_ID = "arabic-prompts/arabic-prompts"  # the id this project publishes under; publish --repo stamps its own
+DEFAULT_TAG = "v1.0.0"  # stands for the version tag until `publish --version` stamps the real one
+_USAGE = re.compile(r'load_dataset\("([^"]+)", ("[^"]+"), revision="([^"]+)"\)')
 FAMILY_TO_HUB_TASK = {
     "classification": "text-classification",
     "sequence_labeling": "token-classification",
@@ -108,18 +111,30 @@ def write_dataset_card(out: Path, entries: list[CatalogEntry], rep: dict, manife
          "total": sum(s.values())}
         for t, s in rep["by_task_split"].items()
     ]
+    source_kind = {s["name"]: s["source"] for s in manifest["sources"]}
     sources = [
         {"name": e.name, "hub_id": e.hub_id, "hub_config": e.hub_config, "task": e.task, "templates": len(e.templates),
+         "read_from": "local copy" if source_kind.get(e.name) == "local" else "Hub",
          "rows": sum(rep["source_rows"].get(e.name, {}).values()), "prompts": rep["by_dataset"].get(e.name, 0),
          "license": e.license}
         for e in entries
     ]
     body = jinja2.Template(template.read_text(encoding="utf-8"), trim_blocks=True).render(
         pretty_name=pretty_name, datasets=entries, tasks=tasks, sources=sources, total=rep["total"],
-        version=__version__, repo_id=repo_id, example_task=tasks[0]["name"] if tasks else "default",
+        version=__version__, repo_id=repo_id, tag=DEFAULT_TAG, example_task=tasks[0]["name"] if tasks else "default",
         skipped_total=rep["skipped_total"], fingerprint=manifest["fingerprint"],
     )
     text = "---\n" + yaml.dump(meta, Dumper=_NoAliasDumper, allow_unicode=True, sort_keys=False) + "---\n\n" + body
     path = out / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def stamp_usage(folder: Path, repo_id: str, tag: str) -> bool:
+    """Point the card's ``load_dataset`` snippet at the repo and version being published. True if it changed."""
+    readme = Path(folder) / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    new = _USAGE.sub(lambda m: f'load_dataset("{repo_id}", {m.group(2)}, revision="{tag}")', text)
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+    return new != text

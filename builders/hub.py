@@ -118,10 +118,13 @@ def publish(folder: str | Path, repo_id: str, version: str, endpoint: str | None
 
     if not _VERSION.match(version):
         raise ValueError(f"--version must look like 1.2.3, not {version!r}")
+    from builders.card import stamp_usage
+
     folder = Path(folder)
     validate(folder)
-    api = api or HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT"), token=token)
     tag = f"v{version}"
+    stamp_usage(folder, repo_id, tag)  # the card's usage snippet names this repo and version
+    api = api or HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT"), token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     before = _head(api, repo_id)
     # upload_folder is multi-commit and resumable in huggingface_hub 1.x (it supersedes upload_large_folder)

@@ -18,6 +18,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+EVAL_TASKS_FILE = REPO / "eval_tasks" / "arabic_prompts.py"
+
+
+def load_eval_tasks(name: str = "arabic_prompts_under_test"):
+    """Import eval_tasks/arabic_prompts.py afresh, as lighteval does with --custom-tasks (it is no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, EVAL_TASKS_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_cli(*args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     proc = subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

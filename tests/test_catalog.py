@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 
@@ -57,13 +56,19 @@ def test_every_shared_arabic_dataset_has_an_entry(shared_data):
     assert not missing, missing
 
 
-def test_user_catalog_dir_adds_entries(tmp_path):
+def user_catalog(root, mutate_entry=lambda t: t, mutate_templates=lambda t: t) -> None:
+    """A --catalog-dir with 'my_tweets': a copy of ajgt_sentiment, optionally altered."""
     src = CATALOG["ajgt_sentiment"]
-    (tmp_path / "catalog").mkdir()
-    (tmp_path / "templates" / "my_tweets").mkdir(parents=True)
+    (root / "catalog").mkdir()
+    (root / "templates" / "my_tweets").mkdir(parents=True)
     text = src.source_file.read_text(encoding="utf-8").replace("name: ajgt_sentiment", "name: my_tweets")
-    (tmp_path / "catalog" / "my_tweets.yaml").write_text(text, encoding="utf-8")
-    shutil.copy(src.templates_file, tmp_path / "templates" / "my_tweets" / "templates.yaml")
+    (root / "catalog" / "my_tweets.yaml").write_text(mutate_entry(text), encoding="utf-8")
+    templates = mutate_templates(src.templates_file.read_text(encoding="utf-8"))
+    (root / "templates" / "my_tweets" / "templates.yaml").write_text(templates, encoding="utf-8")
+
+
+def test_user_catalog_dir_adds_entries(tmp_path):
+    user_catalog(tmp_path)
     merged = load_catalog([tmp_path])
     assert "my_tweets" in merged and len(merged) == len(CATALOG) + 1
     assert merged["my_tweets"].check_templates()
@@ -79,23 +84,14 @@ def test_user_catalog_dir_adds_entries(tmp_path):
     ],
 )
 def test_bad_entries_name_the_file(tmp_path, mutation, message):
-    src = CATALOG["ajgt_sentiment"]
-    (tmp_path / "catalog").mkdir()
-    text = src.source_file.read_text(encoding="utf-8").replace("name: ajgt_sentiment", "name: my_tweets")
-    (tmp_path / "catalog" / "my_tweets.yaml").write_text(mutation(text), encoding="utf-8")
+    user_catalog(tmp_path, mutate_entry=mutation)
     with pytest.raises(CatalogError, match=message) as err:
         load_catalog([tmp_path])
     assert "my_tweets.yaml" in str(err.value)
 
 
 def test_template_with_unknown_variable_is_caught_before_reading_rows(tmp_path):
-    src = CATALOG["ajgt_sentiment"]
-    (tmp_path / "catalog").mkdir()
-    (tmp_path / "templates" / "my_tweets").mkdir(parents=True)
-    text = src.source_file.read_text(encoding="utf-8").replace("name: ajgt_sentiment", "name: my_tweets")
-    (tmp_path / "catalog" / "my_tweets.yaml").write_text(text, encoding="utf-8")
-    tpl = re.sub(r"\{\{\s*text\b", "{{ tweet", src.templates_file.read_text(encoding="utf-8"), count=1)
-    (tmp_path / "templates" / "my_tweets" / "templates.yaml").write_text(tpl, encoding="utf-8")
+    user_catalog(tmp_path, mutate_templates=lambda t: re.sub(r"\{\{\s*text\b", "{{ tweet", t, count=1))
     entry = load_catalog([tmp_path])["my_tweets"]
     with pytest.raises(Exception, match=r"my_tweets.*undefined variable.*tweet"):
         entry.check_templates()

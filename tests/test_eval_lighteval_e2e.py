@@ -5,7 +5,6 @@ Nothing is mocked: the model is tiny and random, made here; the network is never
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_cli
+from conftest import load_eval_tasks, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -33,12 +32,7 @@ def load_tasks_module(monkeypatch, dataset: Path | str | None = None, tasks: str
             monkeypatch.delenv(var, raising=False)
         else:
             monkeypatch.setenv(var, str(value))
-    name = f"arabic_prompts_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, TASKS_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_eval_tasks(f"arabic_prompts_{uuid.uuid4().hex[:8]}")
 
 
 def write_folder(folder: Path, rows_by_task: dict[str, list[dict]]) -> None:
@@ -152,9 +146,7 @@ def test_bad_dataset_specs(tmp_path, monkeypatch):
 def test_static_task_list_matches_the_catalog():
     from builders.catalog import load_catalog
 
-    spec = importlib.util.spec_from_file_location("ap_static", TASKS_FILE)
-    ap = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ap)
+    ap = load_eval_tasks("ap_static")
     catalog = {e.task: e.task_family for e in load_catalog().values()}
     assert ap.STATIC_TASKS == catalog, "update STATIC_TASKS in eval_tasks/arabic_prompts.py from the catalog"
 

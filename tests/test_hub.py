@@ -154,3 +154,15 @@ def test_config_files_and_load_built_resolve_card_patterns(built):
     assert sum(len(v) for v in ds.values()) == sum(len(pq.read_table(p)) for p in (built / "data").rglob("*.parquet"))
     with pytest.raises(ValidationError, match="no config 'nope'"):
         hub.config_files(built, "nope")
+
+
+def test_publish_stamps_repo_and_version_into_the_card_snippet(built, tmp_path):
+    import shutil
+
+    folder = tmp_path / "stamp"
+    shutil.copytree(built, folder)
+    assert 'load_dataset("my-org/my-prompts"' not in (folder / "README.md").read_text()
+    publish(folder, "my-org/my-prompts", "2.1.0", api=FakeHub())
+    card = (folder / "README.md").read_text()
+    assert 'load_dataset("my-org/my-prompts", "toy_sentiment", revision="v2.1.0")' in card
+    assert 'load_dataset("my-org/my-prompts", "default", revision="v2.1.0")' in card

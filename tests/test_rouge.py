@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib.util
 import json
 import pickle
 import random
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import load_eval_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -20,11 +20,7 @@ SHARED = REPO.parent / "shared" / "data"
 
 @pytest.fixture(scope="module")
 def ap():
-    spec = importlib.util.spec_from_file_location("arabic_prompts_under_test", REPO / "eval_tasks" / "arabic_prompts.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_eval_tasks()
 
 
 def f1(p, r):

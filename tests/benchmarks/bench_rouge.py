@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import random
 import sys
@@ -24,11 +23,10 @@ SHARED = REPO.parent / "shared" / "data"
 
 
 def load_scorer_module():
-    spec = importlib.util.spec_from_file_location("arabic_prompts_bench", REPO / "eval_tasks" / "arabic_prompts.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import load_eval_tasks
+
+    return load_eval_tasks("arabic_prompts_bench")
 
 
 def real_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
