@@ -289,11 +289,11 @@ class SourceRowsReader(PipelineStep):
         pf = pq.ParquetFile(Path(self.work) / "sources" / f"{unit['dataset']}.parquet")
         start, end, offset = unit["start"], unit["end"], 0
         bar = tqdm(total=end - start, desc=f"render {unit['dataset']} [{rank}]", unit=" rows", mininterval=2)
-        for batch in pf.iter_batches(batch_size=4096):
-            n = batch.num_rows
+        for group in range(pf.metadata.num_row_groups):  # read only the row groups that overlap [start, end)
+            n = pf.metadata.row_group(group).num_rows
             if offset + n > start and offset < end:
                 lo, hi = max(start - offset, 0), min(end - offset, n)
-                recs = batch.slice(lo, hi - lo).to_pylist()
+                recs = pf.read_row_group(group).slice(lo, hi - lo).to_pylist()
                 self.stat_update("source_rows", value=len(recs))
                 bar.update(len(recs))
                 for rec in recs:
