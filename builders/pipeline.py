@@ -261,9 +261,10 @@ class IngestSource(PipelineStep):
     def _assign_splits(entry: CatalogEntry, tmp: Path, out: Path, missing: set[str]) -> dict[str, int]:
         """Second pass: carve the splits the source lacks out of train, then count rows per split."""
         counts = {s: 0 for s in OUTPUT_SPLITS}
+        pf = pq.ParquetFile(tmp)
         with pq.ParquetWriter(out.with_suffix(".tmp2"), SOURCE_SCHEMA) as writer:
-            for batch in pq.ParquetFile(tmp).iter_batches(batch_size=5000):
-                rows = batch.to_pylist()
+            for group in range(pf.metadata.num_row_groups):  # one row group at a time: memory stays flat
+                rows = pf.read_row_group(group).to_pylist()
                 for r in rows:
                     if missing and r["split"] == "train":
                         r["split"] = carve_split(entry, r["record"], missing)
