@@ -43,10 +43,10 @@ from datatrove.pipeline.writers import ParquetWriter
 from tqdm.auto import tqdm
 
 from builders import __version__
-from builders.report import reason_kind
 from builders.catalog import OUTPUT_SPLITS, CatalogEntry, load_catalog, select
+from builders.report import reason_kind
 from builders.sources import REJECT, read_source, source_fingerprint, uses_local_layout
-from builders.templates import TemplateError
+from builders.templates import TemplateError, apply_like_promptsource
 
 LANGUAGE = "ar"
 SPLIT_PRIORITY = {"test": 3, "validation": 2, "train": 1}  # of two duplicates, the test copy stays
@@ -83,6 +83,7 @@ REJECT_SCHEMA = pa.schema(
 )
 _LEFTOVER_JINJA = re.compile(r"\{\{|\}\}|\{%|%\}")
 _NONE = re.compile(r"(?<![\w])None(?![\w])")
+_SUSPECT = re.compile(_LEFTOVER_JINJA.pattern + "|" + _NONE.pattern)
 
 
 class BuildError(RuntimeError):
@@ -315,7 +316,7 @@ class RenderPrompts(PipelineStep):
     def __init__(self, entries: list[CatalogEntry], compile_per_row: bool = False):
         super().__init__()
         self.entries = {e.name: e for e in entries}
-        self.compile_per_row = compile_per_row  # the PromptSource way (Template.apply); for the benchmark baseline
+        self.compile_per_row = compile_per_row  # the benchmark's baseline: PromptSource's Template.apply
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         for doc in data:
@@ -328,11 +329,11 @@ class RenderPrompts(PipelineStep):
                      if rx.search(meta["record"])}
             self.stat_update("prompts", value=len(entry.templates))
             for tpl in entry.templates:
-                if self.compile_per_row:
-                    tpl.__dict__.pop("compiled", None)
-                    tpl.__dict__.pop("compiled_choices", None)
                 try:
-                    inputs, targets, choices = tpl.render(row, where)
+                    if self.compile_per_row:
+                        inputs, targets, choices = apply_like_promptsource(tpl, row)
+                    else:
+                        inputs, targets, choices = tpl.render(row, where)
                     reason = None
                 except TemplateError as e:
                     if not e.row_level:
@@ -373,6 +374,8 @@ class PromptFilter(BaseFilter):
             return False, "empty inputs"
         if not meta["targets"].strip():
             return False, "empty targets"
+        if not _SUSPECT.search(doc.text) and not _SUSPECT.search(meta["targets"]):
+            return True  # the common case: one scan per side
         if not meta.get("data_has_none") and (_NONE.search(doc.text) or _NONE.search(meta["targets"])):
             return False, "rendered None"
         if not meta.get("data_has_jinja") and (_LEFTOVER_JINJA.search(doc.text) or _LEFTOVER_JINJA.search(meta["targets"])):
@@ -395,8 +398,8 @@ def _rendered_adapter(self, doc: Document) -> dict:
 
 
 def _final_adapter(self, doc: Document) -> dict:
-    row = {"id": doc.id, "inputs": doc.text, **doc.metadata}
-    return {k: row[k] for k in ROW_FIELDS}
+    meta = doc.metadata
+    return {"id": doc.id, "inputs": doc.text, **{k: meta[k] for k in ROW_FIELDS[2:]}}
 
 
 def _reject_adapter(stage: str):
@@ -432,7 +435,8 @@ _RENDERED_META = tuple(n for n in RENDERED_SCHEMA.names if n not in ("id", "inpu
 
 class PromptParquetWriter(ParquetWriter):
     """datatrove's ParquetWriter on the hot path of a build: each file name is computed once per
-    (rank, task, split) instead of a string.Template substitution for every prompt, and the per-document
+    (rank, task, split[, file number]) instead of string work for every prompt, local files are taken from
+    the output manager directly (the retry wrapper is for remote Hub writes), and the per-document
     statistics (three counter updates per prompt) become one count per file, recorded when it closes."""
 
     def _get_output_filename(self, document: Document, rank: int | str = 0, **kwargs) -> str:
@@ -443,16 +447,24 @@ class PromptParquetWriter(ParquetWriter):
             name = cache[key] = super()._get_output_filename(document, rank, **kwargs)
         return name
 
+    def _get_filename_with_file_id(self, filename: str) -> str:
+        key = f"{filename}#{self.file_id_counter[filename]}"
+        cache = self.__dict__.setdefault("_id_name_cache", {})
+        name = cache.get(key)
+        if name is None:
+            name = cache[key] = super()._get_filename_with_file_id(filename)
+        return name
+
     def write(self, document: Document, rank: int = 0, **kwargs):
         name = current = self._get_output_filename(document, rank)
         if self.max_file_size > 0:  # the same rotation rule as DiskWriter.write
             current = self._get_filename_with_file_id(name)
-            if self._get_output_file_with_retry(current).tell() >= self.max_file_size:
+            if self.output_mg.get_file(current).tell() >= self.max_file_size:
                 self.file_id_counter[name] += 1
                 new = self._get_filename_with_file_id(name)
                 self._on_file_switch(name, current, new)
                 current = new
-        self._write(self.adapter(document), self._get_output_file_with_retry(current), name)
+        self._write(self.adapter(document), self.output_mg.get_file(current), name)
         counts = self.__dict__.setdefault("_counts", {})
         counts[name] = counts.get(name, 0) + 1
 

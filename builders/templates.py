@@ -8,6 +8,7 @@ names the dataset, the template and, when rendering, the row.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -104,7 +105,7 @@ class Template:
 
     def __getstate__(self) -> dict:
         # compiled jinja objects are rebuilt lazily in each worker process
-        return {k: v for k, v in self.__dict__.items() if k not in ("compiled", "compiled_choices", "variables")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("compiled", "compiled_choices", "variables", "fixed_choices")}
 
     def _where(self, row: str | None = None) -> str:
         where = f"dataset '{self.dataset}', template '{self.name}' ({self.id})"
@@ -134,7 +135,7 @@ class Template:
             names |= jinja2.meta.find_undeclared_variables(ENV.parse(self.answer_choices))
         return names - {"answer_choices"}
 
-    @property
+    @cached_property
     def fixed_choices(self) -> list[str] | None:
         """The answer choices when they do not depend on the row (the usual classification case)."""
         if self.answer_choices and not jinja2.meta.find_undeclared_variables(ENV.parse(self.answer_choices)):
@@ -151,7 +152,11 @@ class Template:
         if protected:  # a '|||' in the data must not split input from target
             row = {k: v.replace(SEPARATOR, _PROTECTED) if isinstance(v, str) else v for k, v in row.items()}
         try:
-            choices = split_choices(self.compiled_choices.render(**row)) if self.compiled_choices else []
+            choices = self.fixed_choices
+            if choices is None:  # choices that depend on the row are rendered for each row
+                choices = split_choices(self.compiled_choices.render(**row)) if self.compiled_choices else []
+            else:
+                choices = list(choices)
             text = self.compiled.render(answer_choices=choices, **row)
         except TemplateError:
             raise
@@ -169,6 +174,15 @@ class Template:
         if protected:
             inputs, targets = inputs.replace(_PROTECTED, SEPARATOR), targets.replace(_PROTECTED, SEPARATOR)
         return inputs.strip(), targets.strip(), choices
+
+
+def apply_like_promptsource(tpl: Template, row: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """What PromptSource's ``Template.apply`` does for every example: copy the example, compile and render the
+    answer choices, compile and render the template. Only the benchmark's baseline uses it."""
+    example = copy.deepcopy(row)
+    choices = split_choices(ENV.from_string(tpl.answer_choices).render(**example)) if tpl.answer_choices else []
+    inputs, _, targets = ENV.from_string(tpl.jinja).render(answer_choices=choices, **example).partition(SEPARATOR)
+    return inputs.strip(), targets.strip(), choices
 
 
 def split_choices(rendered: str) -> list[str]:

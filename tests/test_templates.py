@@ -109,3 +109,11 @@ def test_separator_inside_the_data_does_not_split_the_prompt(tmp_path):
     [tpl] = load_templates(write_templates(tmp_path, "صنّف: {{ text }} ||| {{ answer_choices[label] }}", "لا ||| نعم"))
     inputs, targets, _ = tpl.render({"text": "أ ||| ب {{x}}", "label": 1})
     assert inputs == "صنّف: أ ||| ب {{x}}" and targets == "نعم"
+
+
+def test_promptsource_style_baseline_renders_the_same(tmp_path):
+    from builders.templates import apply_like_promptsource
+
+    [tpl] = load_templates(write_templates(tmp_path, "ما شعور النص؟ {{text}} ||| {{answer_choices[label]}}", "سلبي ||| إيجابي"))
+    row = {"text": "يوم جميل", "label": 1}
+    assert apply_like_promptsource(tpl, row) == tpl.render(row)
