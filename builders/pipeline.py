@@ -18,6 +18,7 @@ again skips what finished and redoes the rest, with deterministic output, so the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -365,6 +366,26 @@ class PromptFilter(BaseFilter):
     """Stage 1: drop prompts with an empty side, a rendered ``None`` or leftover jinja (kept with the reason)."""
 
     name = "prompt checks"
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        """BaseFilter.run with the statistics counted once per task rather than updated for every prompt
+        (on the hot path of a build); dropped prompts still go to the exclusion writer with their reason."""
+        kept = dropped = 0
+        with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
+            for doc in data:
+                result = self.filter(doc)
+                if result is True:
+                    kept += 1
+                    yield doc
+                    continue
+                dropped += 1
+                doc.metadata["filter_reason"] = result[1]
+                self.stat_update(f"dropped_{result[1]}")
+                if writer:
+                    writer.write(doc, rank)
+        self.stat_update("total", value=kept + dropped)
+        self.stat_update("forwarded", value=kept)
+        self.stat_update("dropped", value=dropped)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         meta = doc.metadata
