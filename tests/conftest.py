@@ -32,6 +32,42 @@ def load_eval_tasks(name: str = "arabic_prompts_under_test"):
     return module
 
 
+def real_arabic_pairs(n: int, seed: int = 0, articles: int | None = None, context_chars: int = 1500) -> list[tuple[str, str]]:
+    """(reference, prediction) pairs from real Arabic text (AJGT tweets, ARCD answers and contexts): each
+    reference with a perturbed copy (dropped, swapped and diacritised words, alef variants), with another
+    text, or with itself. Used by the ROUGE tests and the ROUGE benchmark."""
+    import csv
+    import json
+    import random
+
+    with open(SHARED_DATA / "ajgt" / "AJGT.csv", encoding="utf-8") as f:
+        texts = [r["Feed"].strip() for r in csv.DictReader(f)]
+    squad = json.loads((SHARED_DATA / "arcd" / "arcd-test.json").read_text(encoding="utf-8"))
+    for art in squad["data"][:articles]:
+        for para in art["paragraphs"][: 3 if articles else None]:
+            texts.append(para["context"][:context_chars])
+            texts += [q["answers"][0]["text"] for q in para["qas"]]
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        target = texts[rng.randrange(len(texts))]
+        words = target.split()
+        kind = i % 3
+        if kind == 0:
+            words = [w for w in words if rng.random() > 0.3]
+            if len(words) > 2:
+                j = rng.randrange(len(words) - 1)
+                words[j], words[j + 1] = words[j + 1], words[j]
+            pred = " ".join(w.replace("ا", "أ", 1) if rng.random() < 0.2 else w + "َ" if rng.random() < 0.2 else w
+                            for w in words)
+        elif kind == 1:
+            pred = texts[rng.randrange(len(texts))]
+        else:
+            pred = target
+        pairs.append((target, pred))
+    return pairs
+
+
 def run_cli(*args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     proc = subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

@@ -4,15 +4,13 @@ rouge_score given the same tokenizer, and the lighteval metric wrapper. Nothing 
 from __future__ import annotations
 
 import copy
-import csv
-import json
 import pickle
 import random
 from pathlib import Path
 
 import pytest
 
-from conftest import load_eval_tasks
+from conftest import load_eval_tasks, real_arabic_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -116,36 +114,9 @@ def test_bit_parallel_lcs_matches_dynamic_programming(ap):
 
 
 def _real_pairs(n: int = 300) -> list[tuple[str, str]]:
-    """Pairs from real Arabic text (AJGT tweets, ARCD answers/contexts): each target with a
-    perturbed copy (dropped, swapped and diacritised words, alef variants) and with another text."""
     if not SHARED.is_dir():
         pytest.skip(f"shared data not found at {SHARED}")
-    with open(SHARED / "ajgt" / "AJGT.csv", encoding="utf-8") as f:
-        texts = [r["Feed"].strip() for r in csv.DictReader(f)]
-    squad = json.loads((SHARED / "arcd" / "arcd-test.json").read_text(encoding="utf-8"))
-    for art in squad["data"][:5]:
-        for para in art["paragraphs"][:3]:
-            texts.append(para["context"][:600])
-            texts += [q["answers"][0]["text"] for q in para["qas"]]
-    rng = random.Random(1)
-    pairs = []
-    for i in range(n):
-        target = texts[rng.randrange(len(texts))]
-        words = target.split()
-        kind = i % 3
-        if kind == 0:
-            words = [w for w in words if rng.random() > 0.3]
-            if len(words) > 2:
-                j = rng.randrange(len(words) - 1)
-                words[j], words[j + 1] = words[j + 1], words[j]
-            pred = " ".join(w.replace("ا", "أ", 1) if rng.random() < 0.2 else w + "َ" if rng.random() < 0.2 else w
-                            for w in words)
-        elif kind == 1:
-            pred = texts[rng.randrange(len(texts))]
-        else:
-            pred = target
-        pairs.append((target, pred))
-    return pairs
+    return real_arabic_pairs(n, seed=1, articles=5, context_chars=600)
 
 
 @pytest.mark.parametrize("normalize", [True, False])

@@ -11,9 +11,7 @@ score pre-tokenized pairs. Ends with one JSON line of the figures.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -30,27 +28,10 @@ def load_scorer_module():
 
 
 def real_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    with open(SHARED / "ajgt" / "AJGT.csv", encoding="utf-8") as f:
-        texts = [r["Feed"].strip() for r in csv.DictReader(f)]
-    squad = json.loads((SHARED / "arcd" / "arcd-test.json").read_text(encoding="utf-8"))
-    for art in squad["data"]:
-        for para in art["paragraphs"]:
-            texts.append(para["context"][:1500])  # summary-length references
-            texts += [q["answers"][0]["text"] for q in para["qas"]]
-    rng = random.Random(seed)
-    pairs = []
-    for i in range(n):
-        target = texts[rng.randrange(len(texts))]
-        kind = i % 3
-        if kind == 0:
-            words = [w for w in target.split() if rng.random() > 0.25]
-            pred = " ".join(w + "َ" if rng.random() < 0.2 else w for w in words)
-        elif kind == 1:
-            pred = texts[rng.randrange(len(texts))]
-        else:
-            pred = target
-        pairs.append((target, pred))
-    return pairs
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import real_arabic_pairs
+
+    return real_arabic_pairs(n, seed)
 
 
 def rate(fn, pairs, repeat: int) -> tuple[float, list[float]]:
