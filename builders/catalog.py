@@ -104,7 +104,7 @@ class CatalogEntry:
     def check_templates(self) -> list[Template]:
         """Load the templates and check them against the columns and labels, before any row is read."""
         templates = self.templates
-        if not 1 <= len(templates):
+        if not templates:
             raise CatalogError(f"dataset '{self.name}': {self.templates_file} has no templates")
         available = set(self.columns)
         for tpl in templates:

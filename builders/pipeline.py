@@ -45,6 +45,8 @@ from tqdm.auto import tqdm
 
 from builders import __version__
 from builders.catalog import OUTPUT_SPLITS, CatalogEntry, load_catalog, select
+from builders import card
+from builders import report as report_mod
 from builders.report import reason_kind
 from builders.sources import REJECT, read_source, source_fingerprint, uses_local_layout
 from builders.templates import TemplateError, apply_like_promptsource
@@ -646,9 +648,6 @@ def _check_complete(executor, stage: str) -> None:
 
 def finalize(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, fingerprint: str) -> BuildResult:
     """Name the shards Hub-style, then write report, manifest and dataset card."""
-    from builders import card
-    from builders import report as report_mod
-
     data = cfg.out / "data"
     if data.exists():
         shutil.rmtree(data)
