@@ -43,11 +43,23 @@ def size_category(n: int) -> str:
     return "n>1T" if n >= 1e12 else "1B<n<10B"
 
 
-def _split_info(files: list[Path]) -> dict:
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    num_bytes = sum(pq.ParquetFile(f).metadata.row_group(i).total_byte_size
-                    for f in files for i in range(pq.ParquetFile(f).metadata.num_row_groups))
-    return {"num_examples": rows, "num_bytes": num_bytes, "download_size": sum(f.stat().st_size for f in files)}
+def _file_stats(path: Path) -> tuple[int, int, int]:
+    """(rows, uncompressed bytes, file bytes) of one parquet shard, from its footer."""
+    meta = pq.ParquetFile(path).metadata
+    num_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return meta.num_rows, num_bytes, path.stat().st_size
+
+
+def _config(name: str, pattern: str, split_files: dict[str, list[str]], stats: dict, features: list) -> tuple[dict, dict]:
+    """A ``configs`` entry and its ``dataset_info`` entry."""
+    splits = [{"name": split, "num_bytes": sum(stats[f][1] for f in fs), "num_examples": sum(stats[f][0] for f in fs)}
+              for split, fs in sorted(split_files.items())]
+    config = {"config_name": name, "data_files": [{"split": split, "path": pattern.format(split=split)}
+                                                 for split in sorted(split_files)]}
+    info = {"config_name": name, "features": features, "splits": splits,
+            "download_size": sum(stats[f][2] for fs in split_files.values() for f in fs),
+            "dataset_size": sum(s["num_bytes"] for s in splits)}
+    return config, info
 
 
 def card_metadata(out: Path, files: dict[str, dict[str, list[str]]], licenses: list[str], families: list[str],
@@ -58,28 +70,16 @@ def card_metadata(out: Path, files: dict[str, dict[str, list[str]]], licenses: l
     from builders.pipeline import ROW_SCHEMA
 
     features = Features.from_arrow_schema(ROW_SCHEMA)._to_yaml_list()
-    configs, infos = [], []
+    stats = {f: _file_stats(out / f) for splits in files.values() for fs in splits.values() for f in fs}
     all_splits: dict[str, list[str]] = {}
-    for task in sorted(files):
-        configs.append({"config_name": task, "data_files": [
-            {"split": split, "path": f"data/{task}/{split}-*"} for split in sorted(files[task])]})
-        splits = []
-        for split in sorted(files[task]):
-            all_splits.setdefault(split, []).extend(files[task][split])
-            info = _split_info([out / f for f in files[task][split]])
-            splits.append({"name": split, "num_bytes": info["num_bytes"], "num_examples": info["num_examples"]})
-        infos.append({"config_name": task, "features": features, "splits": splits,
-                      "download_size": sum((out / f).stat().st_size for s in files[task].values() for f in s),
-                      "dataset_size": sum(s["num_bytes"] for s in splits)})
-    default_splits = []
-    for split in sorted(all_splits):
-        info = _split_info([out / f for f in all_splits[split]])
-        default_splits.append({"name": split, "num_bytes": info["num_bytes"], "num_examples": info["num_examples"]})
-    configs.insert(0, {"config_name": "default", "default": True, "data_files": [
-        {"split": split, "path": f"data/*/{split}-*"} for split in sorted(all_splits)]})
-    infos.insert(0, {"config_name": "default", "features": features, "splits": default_splits,
-                     "download_size": sum((out / f).stat().st_size for s in all_splits.values() for f in s),
-                     "dataset_size": sum(s["num_bytes"] for s in default_splits)})
+    for splits in files.values():
+        for split, fs in splits.items():
+            all_splits.setdefault(split, []).extend(fs)
+    default_config, default_info = _config("default", "data/*/{split}-*", all_splits, stats, features)
+    default_config = {"config_name": "default", "default": True, "data_files": default_config["data_files"]}
+    pairs = [_config(task, f"data/{task}/{{split}}-*", files[task], stats, features) for task in sorted(files)]
+    configs = [default_config] + [c for c, _ in pairs]
+    infos = [default_info] + [i for _, i in pairs]
     unique_licenses = sorted(set(licenses))
     return {
         "language": ["ar"],
