@@ -14,7 +14,9 @@ import glob
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,19 +44,28 @@ def read_hub(entry: CatalogEntry, path: str | None = None, limit: int | None = N
     target = path or entry.hub_id
     if not target:
         raise SourceError(f"dataset '{entry.name}': no hub_id ({entry.hub_note}); give --local {entry.name}=PATH")
-    kwargs = {} if path else {"revision": entry.revision}
+    # A local snapshot gets a throwaway cache: datasets keys its cache of a local folder on the folder's name
+    # and configs, so a refreshed folder (or another with the same name) would come back with the old rows,
+    # or fail its split-size check against them.
+    scratch = tempfile.mkdtemp(prefix="arabic-prompts-snapshot-") if path else None
+    kwargs = {"cache_dir": scratch} if path else {"revision": entry.revision}
     try:
-        dsd = datasets.load_dataset(target, entry.hub_config, **kwargs)
-    except Exception as e:  # offline, gated, missing config ...: say which dataset and how to work around it
-        raise SourceError(
-            f"dataset '{entry.name}': cannot load {target!r} (config={entry.hub_config}, revision={entry.revision}): "
-            f"{type(e).__name__}: {e}. Offline? Download it once or pass --local {entry.name}=PATH"
-        ) from e
-    for split, ds in dsd.items():
-        for i, record in enumerate(ds):
-            if limit is not None and i >= limit:
-                break
-            yield split, i, record
+        try:
+            dsd = datasets.load_dataset(target, entry.hub_config, **kwargs)
+        except Exception as e:  # offline, gated, missing config ...: say which dataset and how to work around it
+            raise SourceError(
+                f"dataset '{entry.name}': cannot load {target!r} (config={entry.hub_config}, "
+                f"revision={None if path else entry.revision}): {type(e).__name__}: {e}. "
+                f"Offline? Download it once or pass --local {entry.name}=PATH"
+            ) from e
+        for split, ds in dsd.items():
+            for i, record in enumerate(ds):
+                if limit is not None and i >= limit:
+                    break
+                yield split, i, record
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------ local

@@ -328,3 +328,35 @@ def test_declared_but_absent_test_split_is_carved_from_train(tmp_path):
     splits = {r["split"] for r in src}
     assert splits == {"train", "validation", "test"}
     assert set(res.report["by_task_split"]["toy_sentiment"]) == splits
+
+
+def _hub_snapshot(folder: Path, premises: list[str]) -> None:
+    """A folder laid out as facebook/xnli's Hub repo (config 'ar', parquet per split, ClassLabel ids)."""
+    import pyarrow as pa
+
+    (folder / "ar").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "validation", "test"):
+        rows = [{"premise": f"{p} ({split})", "hypothesis": "الجو جميل اليوم.", "label": i % 3}
+                for i, p in enumerate(premises)]
+        pq.write_table(pa.Table.from_pylist(rows), folder / "ar" / f"{split}-00000-of-00001.parquet")
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: ar\n  data_files:\n"
+        + "".join(f"  - split: {s}\n    path: ar/{s}-*\n" for s in ("train", "validation", "test")) + "---\n",
+        encoding="utf-8")
+
+
+def test_hub_code_path_reads_a_local_hub_snapshot_and_sees_a_refreshed_one(tmp_path):
+    """`datasets.load_dataset(hub_id, config)` with the Hub id replaced by a local snapshot folder."""
+    snap = tmp_path / "xnli"
+    _hub_snapshot(snap, ["خرج الأطفال إلى الحديقة.", "أغلق المتجر أبوابه مبكرا."])
+    cfg = dict(datasets=["xnli_ar_nli"], local={"xnli_ar_nli": str(snap)}, workers=1)
+    res = build(BuildConfig(out=tmp_path / "a", **cfg))
+    rows = all_rows(tmp_path / "a")
+    assert {r["split"] for r in rows} == {"train", "validation", "test"}
+    assert all(r["targets"] in r["answer_choices"] for r in rows if r["answer_choices"])
+    assert res.report["source_rows"]["xnli_ar_nli"] == {"train": 2, "validation": 2, "test": 2}
+    _hub_snapshot(snap, ["وصل القطار في موعده.", "نجح الطلاب في الامتحان.", "سافرت العائلة إلى البحر."])
+    build(BuildConfig(out=tmp_path / "b", **cfg))
+    fresh = all_rows(tmp_path / "b")
+    assert any("وصل القطار" in r["inputs"] for r in fresh)
+    assert not any("خرج الأطفال" in r["inputs"] for r in fresh)
