@@ -68,6 +68,35 @@ def build_report(out: Path, work: Path, entries: list[CatalogEntry]) -> dict:
 
 def write_report(out: Path, rep: dict) -> None:
     (out / "build_report.json").write_text(json.dumps(rep, ensure_ascii=False, indent=1), encoding="utf-8")
+    plot_report(rep, out / "build_report.png")
+
+
+def plot_report(rep: dict, path: Path) -> Path | None:
+    """A bar chart of prompts per task and split (log scale), for a look rather than a read. Needs matplotlib
+    (the `eval` extra); without it the JSON report is all there is."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    tasks = list(rep["by_task_split"])
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.42 * len(tasks) + 1.5)))
+    height = 0.27
+    for k, (split, color) in enumerate((("train", "#4c72b0"), ("validation", "#dd8452"), ("test", "#55a868"))):
+        counts = [rep["by_task_split"][t].get(split, 0) for t in tasks]
+        ax.barh([i + (k - 1) * height for i in range(len(tasks))], counts, height=height, color=color, label=split)
+    ax.set_yticks(range(len(tasks)), tasks)
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("prompts (log scale)")
+    ax.set_title(f"{rep['total']:,} prompts in {len(tasks)} tasks; {rep['skipped_total']:,} skipped")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def task_table(rep: dict) -> str:

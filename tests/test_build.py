@@ -109,6 +109,8 @@ def test_cli_build_as_written_makes_a_hub_dataset_folder(shared_build):
     for needle in ("configs:", "config_name: default", "language:", "task_categories:", "size_categories:",
                    "pretty_name:", "load_dataset(", "| `ajgt_sentiment` |", "@article{elsheikh2024creating"):
         assert needle in card, needle
+    png = (out / "build_report.png").read_bytes()  # prompts per task and split, as a chart
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
     manifest = json.loads((out / "build_manifest.json").read_text())
     assert {s["name"] for s in manifest["sources"]} == {"ajgt_sentiment", "arcd_extractive_qa", "astd_sentiment"}
     assert all(s["templates"] for s in manifest["sources"]) and manifest["version"]
