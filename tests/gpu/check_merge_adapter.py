@@ -6,7 +6,7 @@ CUDA, and generate. Needs torch, transformers, peft and tokenizers only.
 
 Seen on an NVIDIA H200 (torch 2.11.0+cu130): max |logit diff| 0.0039 in bf16, argmax agreement 1.0.
 """
-import json, os, sys, tempfile, time
+import json, sys, tempfile, time
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
