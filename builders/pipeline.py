@@ -43,10 +43,9 @@ from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import ParquetWriter
 from tqdm.auto import tqdm
 
-from builders import __version__
-from builders.catalog import OUTPUT_SPLITS, CatalogEntry, load_catalog, select
-from builders import card
+from builders import __version__, card
 from builders import report as report_mod
+from builders.catalog import OUTPUT_SPLITS, CatalogEntry, load_catalog, select
 from builders.report import reason_kind
 from builders.sources import REJECT, read_source, source_fingerprint, uses_local_layout
 from builders.templates import TemplateError, apply_like_promptsource
@@ -229,8 +228,8 @@ class IngestSource(PipelineStep):
         rejects = _RejectLog(work / "rejected" / f"source-{entry.name}.parquet")
         tmp = out.with_suffix(".tmp")
         rejected: dict[str, int] = {}
+        counts = {s: 0 for s in OUTPUT_SPLITS}
         batch: list[dict] = []
-        present: set[str] = set()
         local_path = self.local.get(entry.name)
         local_layout = uses_local_layout(entry, local_path)
         with pq.ParquetWriter(tmp, SOURCE_SCHEMA) as writer:
@@ -242,19 +241,24 @@ class IngestSource(PipelineStep):
                 if row is not None and split is None:
                     reason = f"source split '{source_split}' is not in the catalog's splits"
                 if reason:
-                    rejected[reason_kind(reason)] = rejected.get(reason_kind(reason), 0) + 1
+                    kind = reason_kind(reason)
+                    rejected[kind] = rejected.get(kind, 0) + 1
                     rejects.add(dataset_name=entry.name, template_name=None, stage="source", reason=reason,
                                 source_split=source_split, source_row=i, content=_json(record)[:2000])
                     self.stat_update("rejected")
                     continue
-                present.add(split)
+                counts[split] += 1
                 batch.append({"source_split": source_split, "source_row": i, "split": split, "record": _json(row)})
                 if len(batch) >= 5000:
                     writer.write_table(pa.Table.from_pylist(batch, schema=SOURCE_SCHEMA))
                     batch = []
             if batch:
                 writer.write_table(pa.Table.from_pylist(batch, schema=SOURCE_SCHEMA))
-        counts = self._assign_splits(entry, tmp, out, {"validation", "test"} - present if "train" in present else set())
+        missing = {s for s in ("validation", "test") if not counts[s]} if counts["train"] else set()
+        if missing:
+            counts = self._carve_splits(entry, tmp, out, missing)
+        else:
+            os.replace(tmp, out)
         rejects.close()
         meta = {"rows": counts, "rejected": rejected, "num_templates": len(entry.templates)}
         meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -262,15 +266,15 @@ class IngestSource(PipelineStep):
         yield  # a generator that yields nothing: datatrove steps are generators
 
     @staticmethod
-    def _assign_splits(entry: CatalogEntry, tmp: Path, out: Path, missing: set[str]) -> dict[str, int]:
-        """Second pass: carve the splits the source lacks out of train, then count rows per split."""
+    def _carve_splits(entry: CatalogEntry, tmp: Path, out: Path, missing: set[str]) -> dict[str, int]:
+        """Second pass, when the source lacks validation or test: carve them out of train, recount per split."""
         counts = {s: 0 for s in OUTPUT_SPLITS}
         pf = pq.ParquetFile(tmp)
         with pq.ParquetWriter(out.with_suffix(".tmp2"), SOURCE_SCHEMA) as writer:
             for group in range(pf.metadata.num_row_groups):  # one row group at a time: memory stays flat
                 rows = pf.read_row_group(group).to_pylist()
                 for r in rows:
-                    if missing and r["split"] == "train":
+                    if r["split"] == "train":
                         r["split"] = carve_split(entry, r["record"], missing)
                     counts[r["split"]] += 1
                 writer.write_table(pa.Table.from_pylist(rows, schema=SOURCE_SCHEMA))
@@ -462,21 +466,21 @@ class PromptParquetWriter(ParquetWriter):
     the output manager directly (the retry wrapper is for remote Hub writes), and the per-document
     statistics (three counter updates per prompt) become one count per file, recorded when it closes."""
 
-    def _get_output_filename(self, document: Document, rank: int | str = 0, **kwargs) -> str:
-        key = f"{rank}/{document.metadata.get('task')}/{document.metadata.get('split')}"
-        cache = self.__dict__.setdefault("_name_cache", {})
+    def _memo(self, key: str, compute) -> str:
+        cache = self.__dict__.setdefault("_name_cache", {})  # string keys: datatrove saves steps as JSON
         name = cache.get(key)
         if name is None:
-            name = cache[key] = super()._get_output_filename(document, rank, **kwargs)
+            name = cache[key] = compute()
         return name
 
+    def _get_output_filename(self, document: Document, rank: int | str = 0, **kwargs) -> str:
+        meta = document.metadata
+        return self._memo(f"{rank}/{meta.get('task')}/{meta.get('split')}",
+                          lambda: super(PromptParquetWriter, self)._get_output_filename(document, rank, **kwargs))
+
     def _get_filename_with_file_id(self, filename: str) -> str:
-        key = f"{filename}#{self.file_id_counter[filename]}"
-        cache = self.__dict__.setdefault("_id_name_cache", {})
-        name = cache.get(key)
-        if name is None:
-            name = cache[key] = super()._get_filename_with_file_id(filename)
-        return name
+        return self._memo(f"{filename}#{self.file_id_counter[filename]}",
+                          lambda: super(PromptParquetWriter, self)._get_filename_with_file_id(filename))
 
     def write(self, document: Document, rank: int = 0, **kwargs):
         name = current = self._get_output_filename(document, rank)

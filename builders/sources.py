@@ -311,8 +311,6 @@ def read_local(entry: CatalogEntry, path: str | Path, limit: int | None = None) 
     elif suffix_fmt:
         spec = {"format": suffix_fmt, "split_column": "split"}  # an export of the Hub copy: Hub column names
     else:
-        spec = {}
-    if not spec:
         raise SourceError(
             f"dataset '{entry.name}': {root.name} is not .jsonl/.json/.parquet and the entry has no local: spec"
         )
