@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from itertools import islice
 from pathlib import Path
@@ -10,6 +11,11 @@ from pathlib import Path
 from builders import __version__
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
+# Subcommand groups that live beside their code: each of these modules has ``add_cli(subparsers)`` and imports
+# only the standard library at module level, so `arabic-prompts --help` works on a core install.
+SUBCOMMAND_MODULES = (
+    "builders.evaluate",
+)
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -172,12 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workers", type=int, default=2)
     d.set_defaults(func=cmd_demo)
 
-    try:
-        from builders.evaluate import add_cli as add_evaluate_cli
-    except ImportError:  # evaluation extras not installed
-        add_evaluate_cli = None
-    if add_evaluate_cli:
-        add_evaluate_cli(sub)
+    for module in SUBCOMMAND_MODULES:  # each module registers its own subcommands (heavy imports stay inside them)
+        importlib.import_module(module).add_cli(sub)
     return p
 
 
