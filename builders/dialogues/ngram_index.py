@@ -1,0 +1,262 @@
+"""A hashed, sharded, streaming n-gram index of a training corpus (for RAVEN novelty).
+
+What is stored: the set of 64-bit hashes of every n-gram (n = 1..max_n) of the corpus, as sorted unique ``uint64``
+arrays, one file per shard (shard k holds the hashes in the k-th slice of the 64-bit range), plus ``meta.json``.
+That is 8 bytes per distinct n-gram, against a few hundred for a Python set of tuples of strings.
+
+How it is built: the corpus is read once, line by line, in chunks of ``chunk_tokens`` tokens. Each token is hashed
+once (blake2b-64 of its UTF-8, cached per distinct token: stable across processes and machines, unlike Python's
+``hash``); n-gram hashes are chained with numpy (``h_n = mix(h_{n-1} * K + token + n)``, splitmix64's finaliser as
+``mix``), deduplicated per chunk, routed to their shard, and spilled to sorted run files once the buffered runs pass
+``memory_budget_mb``; each shard is then merged on its own. Peak memory is about the budget plus one shard.
+
+Lines and n-grams: as in RAVEN's reference code, the corpus is one token stream by default, so an n-gram may span
+two lines (``eos``, if given, is appended to every line first, like the reference's ``--eos``). With
+``cross_lines=False`` only n-grams inside a line are indexed.
+
+Queries hash the n-grams the same way and look each shard up with a binary search (``np.searchsorted``) on a
+memory-mapped shard. A hash collision can make a novel n-gram look seen: with 64-bit hashes and D distinct training
+n-grams the chance per query is about D / 2**64 (5e-12 for 100M n-grams).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+FORMAT = "arabic-prompts-ngram-index"
+VERSION = 1
+_K = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+class NgramIndexError(ValueError):
+    """An index folder that cannot be used (missing, another format, other settings)."""
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, vectorised (uint64 arithmetic wraps modulo 2**64)."""
+    z = z ^ (z >> np.uint64(30))
+    z = z * _M1
+    z = z ^ (z >> np.uint64(27))
+    z = z * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+class TokenHasher:
+    """Token -> stable 64-bit hash, cached per distinct token."""
+
+    def __init__(self):
+        self.cache: dict[str, int] = {}
+
+    def __call__(self, tokens: list[str]) -> np.ndarray:
+        cache = self.cache
+        out = np.empty(len(tokens), dtype=np.uint64)
+        for i, t in enumerate(tokens):
+            h = cache.get(t)
+            if h is None:
+                h = cache[t] = int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little")
+            out[i] = h
+        return out
+
+
+def ngram_hashes(tokens: np.ndarray, max_n: int) -> list[np.ndarray]:
+    """``[h_1, ..., h_max_n]``: ``h_n[i]`` is the hash of the n-gram starting at token ``i`` (length ``L - n + 1``)."""
+    with np.errstate(over="ignore"):
+        h = _mix(tokens + np.uint64(1))
+        out = [h]
+        for n in range(2, max_n + 1):
+            if len(tokens) < n:
+                out.append(np.empty(0, dtype=np.uint64))
+                continue
+            h = _mix(h[:-1] * _K + tokens[n - 1:] + np.uint64(n))
+            out.append(h)
+    return out
+
+
+@dataclass
+class IndexMeta:
+    format: str
+    version: int
+    max_n: int
+    num_shards: int
+    eos: str | None
+    cross_lines: bool
+    lines: int = 0
+    tokens: int = 0
+    distinct: int = 0
+    shard_sizes: list | None = None
+
+
+def _boundaries(num_shards: int) -> np.ndarray:
+    """Start of each shard's slice of the uint64 range (shard k: [b[k], b[k+1]))."""
+    step = (1 << 64) // num_shards
+    return np.array([k * step for k in range(num_shards)], dtype=np.uint64)
+
+
+class _ShardBuffers:
+    """Sorted unique runs per shard, spilled to disk when they pass the memory budget."""
+
+    def __init__(self, num_shards: int, tmp: Path, budget_bytes: int):
+        self.num_shards, self.tmp, self.budget = num_shards, tmp, budget_bytes
+        self.bounds = _boundaries(num_shards)
+        self.runs: list[list[np.ndarray]] = [[] for _ in range(num_shards)]
+        self.files: list[list[Path]] = [[] for _ in range(num_shards)]
+        self.buffered = 0
+
+    def add(self, hashes: np.ndarray) -> None:
+        u = np.unique(hashes)  # sorted
+        cuts = np.searchsorted(u, self.bounds[1:])
+        for k, part in enumerate(np.split(u, cuts)):
+            if part.size:
+                self.runs[k].append(part)
+                self.buffered += part.nbytes
+        if self.buffered > self.budget:
+            self.spill()
+
+    def spill(self) -> None:
+        for k, runs in enumerate(self.runs):
+            if runs:
+                path = self.tmp / f"shard-{k:05d}-run-{len(self.files[k]):05d}.npy"
+                np.save(path, np.unique(np.concatenate(runs)))
+                self.files[k].append(path)
+                self.runs[k] = []
+        self.buffered = 0
+
+    def merge(self, k: int) -> np.ndarray:
+        parts = self.runs[k] + [np.load(p) for p in self.files[k]]
+        self.runs[k] = []
+        for p in self.files[k]:
+            p.unlink()
+        return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
+
+
+def read_lines(paths: Iterable[str | Path]) -> Iterator[str]:
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            yield from f
+
+
+def build_index(lines: Iterable[str], out: str | Path, max_n: int = 10, num_shards: int = 16,
+                eos: str | None = None, cross_lines: bool = True, chunk_tokens: int = 1_000_000,
+                memory_budget_mb: int = 256, progress: bool = False) -> "NgramIndex":
+    """Stream ``lines`` (one text per line, whitespace tokens) into a new index folder ``out``."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise NgramIndexError(f"{out}: not empty; an index is built into a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    hasher = TokenHasher()
+    meta = IndexMeta(FORMAT, VERSION, max_n, num_shards, eos, cross_lines)
+    tmp = Path(tempfile.mkdtemp(prefix="ngram-runs-", dir=out))
+    buffers = _ShardBuffers(num_shards, tmp, memory_budget_mb * 2**20)
+    carry = np.empty(0, dtype=np.uint64)  # the last max_n - 1 tokens of the stream (cross_lines)
+    pending: list[str] = []
+    line_ends: list[int] = []
+
+    def flush():
+        nonlocal carry, pending, line_ends
+        if not pending:
+            return
+        toks = hasher(pending)
+        if cross_lines:
+            seq = np.concatenate([carry, toks])
+            for h in ngram_hashes(seq, max_n):
+                buffers.add(h)
+            carry = seq[-(max_n - 1):] if max_n > 1 else np.empty(0, dtype=np.uint64)
+        else:
+            line_id = np.repeat(np.arange(len(line_ends)), np.diff([0] + line_ends))
+            for n, h in enumerate(ngram_hashes(toks, max_n), 1):
+                if h.size:
+                    buffers.add(h[line_id[: h.size] == line_id[n - 1:]])
+        pending, line_ends = [], []
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="index n-grams", unit=" tokens", unit_scale=True, mininterval=2)
+    for line in lines:
+        toks = line.split()
+        if eos is not None:
+            toks.append(eos)
+        meta.lines += 1
+        if not toks:
+            continue
+        pending.extend(toks)
+        line_ends.append(len(pending))
+        meta.tokens += len(toks)
+        if len(pending) >= chunk_tokens:
+            if bar is not None:
+                bar.update(len(pending))
+            flush()
+    if bar is not None:
+        bar.update(len(pending))
+        bar.close()
+    flush()
+    sizes = []
+    for k in range(num_shards):
+        shard = buffers.merge(k)
+        np.save(out / f"shard-{k:05d}.npy", shard)
+        sizes.append(int(shard.size))
+    shutil.rmtree(tmp)
+    meta.shard_sizes, meta.distinct = sizes, int(sum(sizes))
+    (out / "meta.json").write_text(json.dumps(asdict(meta), ensure_ascii=False, indent=1), encoding="utf-8")
+    return NgramIndex(out)
+
+
+class NgramIndex:
+    """A built index folder, opened for membership queries (shards are memory-mapped on first use)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        path = self.folder / "meta.json"
+        if not path.exists():
+            raise NgramIndexError(f"{self.folder}: no meta.json; not an n-gram index (build one with --train)")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if raw.get("format") != FORMAT or raw.get("version") != VERSION:
+            raise NgramIndexError(f"{self.folder}: format {raw.get('format')} v{raw.get('version')}, "
+                              f"expected {FORMAT} v{VERSION}")
+        self.meta = IndexMeta(**raw)
+        self.bounds = _boundaries(self.meta.num_shards)
+        self._shards: dict[int, np.ndarray] = {}
+
+    @property
+    def max_n(self) -> int:
+        return self.meta.max_n
+
+    def _shard(self, k: int) -> np.ndarray:
+        if k not in self._shards:
+            self._shards[k] = np.load(self.folder / f"shard-{k:05d}.npy", mmap_mode="r")
+        return self._shards[k]
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        """Boolean array: is each n-gram hash in the index?"""
+        hashes = np.asarray(hashes, dtype=np.uint64)
+        found = np.zeros(hashes.shape, dtype=bool)
+        if not hashes.size:
+            return found
+        order = np.argsort(hashes, kind="stable")
+        sorted_h = hashes[order]
+        cuts = np.searchsorted(sorted_h, self.bounds[1:])
+        start = 0
+        for k, end in enumerate(list(cuts) + [sorted_h.size]):
+            if end > start:
+                shard = self._shard(k)
+                part = sorted_h[start:end]
+                if shard.size:
+                    pos = np.searchsorted(shard, part)
+                    pos[pos == shard.size] = shard.size - 1
+                    found[order[start:end]] = shard[pos] == part
+            start = end
+        return found
+
+    def close(self) -> None:
+        self._shards.clear()

@@ -1,0 +1,148 @@
+"""RAVEN n-gram novelty (McCoy, Smolensky, Linzen, Gao and Celikyilmaz, 2021, "How much do language models copy
+from their training data? Evaluating linguistic novelty in text generation using RAVEN", arXiv:2111.09509),
+following the reference code (github.com/tommccoy1/raven) in its first-pass mode with ``max_n`` = 10.
+
+For every generated token we compute its *pointwise score*: the size of the smallest novel n-gram ending at that
+token, where an n-gram is not novel if it occurs in the source. Three sources, as in the reference:
+
+- ``training``: the training corpus (the n-gram index; one token stream across lines, see ``ngram_index``);
+- ``context``: the prompt plus the text generated before that token;
+- ``training_and_context``: either of them (the paper's main setting): the max of the two scores.
+
+As in the reference, n-grams larger than ``max_n`` count as novel (scores are capped at ``max_n + 1``), n-grams
+reaching back past the start of the generation count as novel (the score of the j-th generated token, from 0, is
+capped at j + 2), and a token none of whose n-grams is novel gets that cap.
+
+From the scores:
+- ``novelty[n]`` = 1 - (n-grams of size n inside generations that are duplicated) / (all n-grams of size n inside
+  generations), for n = 1..max_n, where the n-gram ending at a token is duplicated iff n < its score;
+- ``pointwise_truncated5`` = the mean over generated tokens of min(score, 5) (the paper's summary), and
+  ``pointwise_mean`` = the plain mean (of scores capped at max_n + 1).
+
+Headline (one number for tables, ``raven``): the mean of ``novelty[n]`` over n = 1..max_n against
+``training_and_context``, i.e. the area under the novelty-by-n curve divided by max_n. It lies in [0, 1]: 1 when no
+n-gram of any size is copied, 0 when every n-gram up to max_n is. Unlike a single n it weighs local (small n)
+and longer-range (large n) copying alike; ``pointwise_truncated5`` is reported beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from builders.dialogues.ngram_index import NgramIndex, TokenHasher, _mix, ngram_hashes
+
+SOURCES = ("training", "context", "training_and_context")
+HEADLINE_SOURCE = "training_and_context"
+
+
+@dataclass
+class _Batch:
+    """All generations (optionally after their prompts) in one token array, with boundaries."""
+
+    seq: np.ndarray  # token hashes of prompt_0 + gen_0 + prompt_1 + gen_1 + ...
+    doc: np.ndarray  # generation index of each position
+    is_gen: np.ndarray  # position belongs to a generation (not its prompt)
+    j: np.ndarray  # position within its generation (0-based), -1 in prompts
+    gen_lengths: np.ndarray
+
+
+def _batch(generations: list[list[str]], prompts: list[list[str]] | None, hasher: TokenHasher) -> _Batch:
+    seqs, doc, is_gen, j, lengths = [], [], [], [], []
+    for i, gen in enumerate(generations):
+        prompt = prompts[i] if prompts is not None else []
+        toks = list(prompt) + list(gen)
+        seqs.append(hasher(toks) if toks else np.empty(0, dtype=np.uint64))
+        doc.append(np.full(len(toks), i, dtype=np.int64))
+        is_gen.append(np.r_[np.zeros(len(prompt), bool), np.ones(len(gen), bool)])
+        j.append(np.r_[np.full(len(prompt), -1, np.int64), np.arange(len(gen), dtype=np.int64)])
+        lengths.append(len(gen))
+    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.empty(0, dtype=dt))
+    return _Batch(cat(seqs, np.uint64), cat(doc, np.int64), cat(is_gen, bool), cat(j, np.int64),
+                  np.array(lengths, dtype=np.int64))
+
+
+def _leading_true_scores(dup: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Per token: 1 + (number of consecutive duplicated sizes from n = 1), capped. ``dup`` is (max_n, T)."""
+    leading = np.cumprod(dup, axis=0).sum(axis=0)
+    return np.minimum(leading + 1, cap)
+
+
+def pointwise_scores(generations: list[list[str]], index: NgramIndex | None = None,
+                     prompts: list[list[str]] | None = None, max_n: int = 10,
+                     hasher: TokenHasher | None = None) -> dict[str, list[np.ndarray]]:
+    """Pointwise scores per source, one int array per generation."""
+    if prompts is not None and len(prompts) != len(generations):
+        raise ValueError(f"{len(prompts)} prompts for {len(generations)} generations: one prompt per generation")
+    if index is not None and index.max_n < max_n:
+        raise ValueError(f"the index holds n-grams up to {index.max_n}, fewer than max_n={max_n}")
+    b = _batch(generations, prompts, hasher or TokenHasher())
+    T = b.seq.size
+    pos = np.arange(T)
+    train_dup = np.zeros((max_n, T), dtype=bool)
+    ctx_dup = np.zeros((max_n, T), dtype=bool)
+    doc_key = _mix(b.doc.astype(np.uint64) + np.uint64(0x5151))  # makes a context n-gram hash per generation
+    with np.errstate(over="ignore"):
+        for n, h in enumerate(ngram_hashes(b.seq, max_n), 1):
+            if not h.size:
+                continue
+            start = pos[: h.size]
+            end = start + n - 1
+            inside = b.doc[start] == b.doc[end]  # does not span two generations
+            # training: only n-grams inside the generation matter (scores are capped at j + 2)
+            gen_inside = inside & b.is_gen[start]
+            if index is not None:
+                hit = np.zeros(h.size, dtype=bool)
+                hit[gen_inside] = index.contains(h[gen_inside])
+                train_dup[n - 1, end[hit]] = True
+            # context: the n-gram occurs entirely before its own end, in the prompt or earlier generated text
+            keys = _mix(h ^ doc_key[start])
+            keys[~inside] = np.uint64(0)
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            first_end = end[first][inverse]
+            seen_before = inside & (first_end < end)
+            ctx_dup[n - 1, end[seen_before]] = True
+    gen = b.is_gen
+    cap = np.minimum(b.j[gen] + 2, max_n + 1)
+    scores = {"training": _leading_true_scores(train_dup[:, gen], cap),
+              "context": _leading_true_scores(ctx_dup[:, gen], cap)}
+    scores["training_and_context"] = np.maximum(scores["training"], scores["context"])
+    splits = np.cumsum(b.gen_lengths)[:-1]
+    return {k: np.split(v, splits) for k, v in scores.items()}
+
+
+def summarize(scores: list[np.ndarray], max_n: int = 10) -> dict:
+    """Per-n novelty and the pointwise means from one source's scores."""
+    lengths = np.array([s.size for s in scores])
+    flat = np.concatenate(scores) if scores else np.empty(0, dtype=np.int64)
+    novelty = {}
+    for n in range(1, max_n + 1):
+        total = int(np.maximum(lengths - n + 1, 0).sum())
+        dup = int((flat > n).sum())
+        novelty[str(n)] = None if total == 0 else 1.0 - dup / total
+    return {
+        "novelty": novelty,
+        "pointwise_mean": float(flat.mean()) if flat.size else None,
+        "pointwise_truncated5": float(np.minimum(flat, 5).mean()) if flat.size else None,
+    }
+
+
+def headline(summary: dict) -> float | None:
+    values = [v for v in summary["novelty"].values() if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def raven_report(generations: list[list[str]], index: NgramIndex | None, prompts: list[list[str]] | None = None,
+                 max_n: int = 10) -> dict:
+    """The full report: per source per-n novelty and pointwise scores, and the headline."""
+    scores = pointwise_scores(generations, index, prompts, max_n)
+    report = {"max_n": max_n, "generations": len(generations), "tokens": int(sum(len(g) for g in generations)),
+              "prompts": prompts is not None}
+    sources = SOURCES if index is not None else ("context",)
+    for source in sources:
+        report[source] = summarize(scores[source], max_n)
+    src = HEADLINE_SOURCE if index is not None else "context"
+    report["raven"] = headline(report[src])
+    report["raven_definition"] = f"mean of novelty[n] for n=1..{max_n} against {src}"
+    return report

@@ -1,0 +1,134 @@
+"""Fixtures of the dialogue tests: scripted generators returning fixed, real-looking Arabic conversations, and a
+tiny OpenAI-compatible HTTP server on 127.0.0.1 (started by the test, stopped after it).
+
+The remote LLMs (Jais-13b-chat and the like) cannot run here, so these stand in for their replies; everything
+downstream of the reply -- parsing, validation, retries, filters, duplicates, writing, resuming -- runs for real.
+Conversation turns are cut from real Arabic text (ARCD questions and Wikipedia paragraphs in ../shared/data), so
+two seeds give two genuinely different conversations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import threading
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+# hand-written replies in the shape models give them (labels from prompts/dialogue.yaml)
+EGYPTIAN = """المستخدم: صباح الخير، عايز أعرف أحسن طريقة أعمل بيها كشري في البيت.
+المساعد: صباح النور! الكشري سهل، محتاج رز وعدس بني ومكرونة وصلصة طماطم وبصل مقرمش.
+المستخدم: طب أبدأ بإيه الأول؟
+المساعد: ابدأ بالبصل، قطّعه شرايح رفيعة واقليه لحد ما يحمر، وسيب الزيت عشان تطبخ بيه الرز والعدس.
+المستخدم: والصلصة بتتعمل إزاي؟
+المساعد: شوية طماطم مطحونة مع توم وخل وكمون وشطة، وتسيبها على النار ربع ساعة، وبالهنا والشفا."""
+GULF = """**المستخدم:** السلام عليكم، أبي أسافر من الكويت إلى عُمان في العطلة، وش تنصحني أزور؟
+**المساعد:** وعليكم السلام! أنصحك بمسقط أول شي، فيها جامع السلطان قابوس وسوق مطرح، وبعدها روح نزوى وقلعتها.
+**المستخدم:** زين، والجو كيف في ديسمبر؟
+**المساعد:** الجو في ديسمبر حلو وبارد شوي بالليل، يناسب الطلعات والتخييم في الرمال.
+**المستخدم:** وشلون أتنقل بين المدن؟
+**المساعد:** الأفضل تستأجر سيارة، الطرق ممتازة والمسافات مو طويلة، بس انتبه للسرعة."""
+WITH_PREAMBLE = "بالتأكيد! إليك المحادثة المطلوبة:\n\n" + EGYPTIAN
+TOO_SHORT = """المستخدم: مرحبا، كيف حالك اليوم؟
+المساعد: بخير والحمد لله، كيف أساعدك؟"""
+ENGLISH = """المستخدم: Hello, can you help me plan a trip to Jordan next month?
+المساعد: Of course! Petra and Wadi Rum are the places most visitors start with.
+المستخدم: What about the weather in spring?
+المساعد: Spring is mild and pleasant, the best time to walk around Petra.
+المستخدم: Great, any food I should try?
+المساعد: Try mansaf, the national dish, and knafeh for dessert."""
+
+
+@lru_cache(maxsize=1)
+def _pools() -> tuple[list[str], list[str]]:
+    from tiny_models import arabic_texts
+
+    texts = arabic_texts()
+    questions = [t for t in texts if t.endswith("؟") and 4 <= len(t.split()) <= 30]
+    sentences = []
+    for t in texts:
+        for s in re.split(r"(?<=[.!؟])\s+", t):
+            if 8 <= len(s.split()) <= 40 and s.endswith(".") and "\n" not in s:
+                sentences.append(s.strip())
+    return questions, sentences
+
+
+def scripted_conversation(seed: int, num_turns: int = 6, user: str = "المستخدم", assistant: str = "المساعد") -> str:
+    """A conversation in the asked-for format, its turns picked from real Arabic text by ``seed``."""
+    questions, sentences = _pools()
+    rng = random.Random(seed)
+    lines = []
+    for i in range(num_turns):
+        if i % 2 == 0:
+            lines.append(f"{user}: {rng.choice(questions)}")
+        else:
+            lines.append(f"{assistant}: {' '.join(rng.sample(sentences, 2))}")
+    return "\n".join(lines)
+
+
+def seed_of(instruction: str, seed: int) -> int:
+    return int(hashlib.sha256(f"{instruction}\x1f{seed}".encode()).hexdigest()[:8], 16)
+
+
+class ScriptedBackend:
+    """A generator with scripted replies: ``script(instruction, seed) -> reply`` (default: a fresh conversation)."""
+
+    name = "scripted/arabic-dialogues"
+
+    def __init__(self, script=None, num_turns: int = 6):
+        self.script = script or (lambda instruction, seed: scripted_conversation(seed_of(instruction, seed), num_turns))
+        self.calls: list[tuple[str, int]] = []
+
+    def generate(self, instructions: list[str], seeds: list[int]) -> list[str]:
+        self.calls += list(zip(instructions, seeds))
+        return [self.script(i, s) for i, s in zip(instructions, seeds)]
+
+
+# ---------------------------------------------------------------------------------- local HTTP server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])).decode("utf-8"))
+        server = self.server
+        server.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+        if server.fail_first and len(server.requests) <= server.fail_first:
+            self.send_response(503)
+            self.end_headers()
+            return
+        prompt = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
+        reply = server.script(prompt, int(body.get("seed", 0)))
+        if self.path.endswith("/chat/completions"):
+            payload = {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]}
+        else:
+            payload = {"choices": [{"index": 0, "text": reply}]}
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def openai_server():
+    """An OpenAI-compatible server on 127.0.0.1:<free port>; ``.script``, ``.fail_first`` and ``.requests`` are
+    the test's to set and read. Yields ``(server, base_url)``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.requests, server.fail_first = [], 0
+    server.script = lambda prompt, seed: scripted_conversation(seed_of(prompt, seed))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
