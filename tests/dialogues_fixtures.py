@@ -132,3 +132,70 @@ def openai_server():
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# ------------------------------------------------------------------- RAVEN: the reference algorithm, naively
+
+
+def naive_training_ngrams(lines, max_n: int = 10, eos: str | None = None, cross_lines: bool = True) -> set:
+    """Every n-gram (n <= max_n) of the training text as a set of tuples: the memory-hungry baseline. One token
+    stream across lines unless ``cross_lines`` is False (as RAVEN's reference code reads its training file)."""
+    out: set = set()
+    carry: list[str] = []
+    for line in lines:
+        toks = line.split() + ([eos] if eos is not None else [])
+        seq = carry + toks if cross_lines else toks
+        for i in range(len(seq)):
+            for n in range(1, min(max_n, len(seq) - i) + 1):
+                out.add(tuple(seq[i:i + n]))
+        carry = seq[-(max_n - 1):] if cross_lines and max_n > 1 else []
+    return out
+
+
+def naive_pointwise(generations, prompts, training: set, max_n: int = 10) -> dict[str, list[list[int]]]:
+    """Pointwise scores as RAVEN's reference scripts compute them (first pass up to ``max_n``, then
+    pointwise_annotation_context.py --max_ngram, then the max of both, then truncate_scores), written out
+    literally: the walk back from each token, the substring test against the context, the caps."""
+    out = {"training": [], "context": [], "training_and_context": []}
+    for g, gen in enumerate(generations):
+        prompt = list(prompts[g]) if prompts is not None else []
+        seq = prompt + list(gen)
+        train_scores, ctx_scores = [], []
+        for k in range(len(seq)):
+            start, end, done = k, k + 1, False
+            while not done:  # pointwise_annotation_training.py
+                ngram = tuple(seq[start:end])
+                known = len(ngram) <= max_n  # first pass: only n-grams up to max_n are in the dictionary
+                if not known or ngram not in training or start == 0:
+                    done = True
+                if known and ngram in training:
+                    start -= 1
+            train_scores.append(end - start)
+            if k < len(prompt):  # pointwise_annotation_context.py
+                score = k + 2
+            else:
+                context = " " + " ".join(seq[:k]) + " "
+                score = k + 2
+                for length in range(k):
+                    if " " + " ".join(seq[k - length:k + 1]) + " " not in context:
+                        score = length + 1
+                        break
+            ctx_scores.append(min(score, max_n + 1))
+        P = len(prompt)
+        cap = lambda scores: [min(s, j + 2) for j, s in enumerate(scores[P:])]  # noqa: E731  (truncate_scores)
+        out["training"].append(cap(train_scores))
+        out["context"].append(cap(ctx_scores))
+        out["training_and_context"].append(cap([max(a, b) for a, b in zip(train_scores, ctx_scores)]))
+    return out
+
+
+def naive_summary(scores: list[list[int]], max_n: int = 10) -> dict:
+    """ngram_overlap_from_pointwise + avg_pointwise_novelty of the reference, as novelty (1 - overlap)."""
+    flat = [s for seq in scores for s in seq]
+    novelty = {}
+    for n in range(1, max_n + 1):
+        total = sum(max(len(seq) - n + 1, 0) for seq in scores)
+        overlap = sum(1 for s in flat if s - 1 >= n)
+        novelty[str(n)] = None if total == 0 else 1 - overlap / total
+    return {"novelty": novelty, "pointwise_mean": sum(flat) / len(flat),
+            "pointwise_truncated5": sum(min(s, 5) for s in flat) / len(flat)}

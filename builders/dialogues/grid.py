@@ -78,7 +78,7 @@ def _load(path: Path, list_key: str, fields: tuple[str, ...], cls):
         raise GridError(f"{path}: expected a mapping with a '{list_key}' list")
     items, seen = [], set()
     for i, raw in enumerate(doc[list_key]):
-        where = f"{path.name} entry {i} ({raw.get('key', '?') if isinstance(raw, dict) else raw!r})"
+        where = f"{path.name} entry {i} ({raw.get('key', '?') if isinstance(raw, dict) else repr(raw)})"
         if not isinstance(raw, dict):
             raise GridError(f"{where}: expected a mapping")
         missing = [f for f in fields if raw.get(f) is None or (isinstance(raw.get(f), str) and not raw[f].strip())]

@@ -11,7 +11,9 @@ token, where an n-gram is not novel if it occurs in the source. Three sources, a
 
 As in the reference, n-grams larger than ``max_n`` count as novel (scores are capped at ``max_n + 1``), n-grams
 reaching back past the start of the generation count as novel (the score of the j-th generated token, from 0, is
-capped at j + 2), and a token none of whose n-grams is novel gets that cap.
+capped at j + 2), and a token none of whose n-grams is novel gets that cap. Also as in the reference, against the
+context the n-gram that starts at the very beginning of the text is not tested (so without a prompt, the first
+generated token scores 2, not 1).
 
 From the scores:
 - ``novelty[n]`` = 1 - (n-grams of size n inside generations that are duplicated) / (all n-grams of size n inside
@@ -83,6 +85,10 @@ def pointwise_scores(generations: list[list[str]], index: NgramIndex | None = No
     train_dup = np.zeros((max_n, T), dtype=bool)
     ctx_dup = np.zeros((max_n, T), dtype=bool)
     doc_key = _mix(b.doc.astype(np.uint64) + np.uint64(0x5151))  # makes a context n-gram hash per generation
+    doc_start = np.zeros(len(generations), dtype=np.int64)  # first position of each text (prompt + generation)
+    if T:
+        firsts = np.r_[0, np.flatnonzero(np.diff(b.doc)) + 1]
+        doc_start[b.doc[firsts]] = firsts
     with np.errstate(over="ignore"):
         for n, h in enumerate(ngram_hashes(b.seq, max_n), 1):
             if not h.size:
@@ -101,7 +107,9 @@ def pointwise_scores(generations: list[list[str]], index: NgramIndex | None = No
             keys[~inside] = np.uint64(0)
             _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
             first_end = end[first][inverse]
-            seen_before = inside & (first_end < end)
+            # as in the reference, an n-gram that starts with its text (prompt, else generation) is never
+            # tested against the context (it would be longer than it) and does not count as novel
+            seen_before = inside & ((first_end < end) | (start == doc_start[b.doc[start]]))
             ctx_dup[n - 1, end[seen_before]] = True
     gen = b.is_gen
     cap = np.minimum(b.j[gen] + 2, max_n + 1)
