@@ -2,9 +2,9 @@
 
 Each text is tokenised on its own (with the tokenizer's BOS token in front, or its EOS token when it has no BOS,
 so the first real token is scored too) and scored in windows of at most ``max_length`` tokens that advance by
-``stride``: every token is scored exactly once, in the window where it is new, conditioned on up to
-``max_length - stride`` earlier tokens of the same text (the standard strided evaluation; ``stride ==
-max_length`` gives disjoint windows, smaller strides give more context at more cost).
+``stride``: every token is scored exactly once, in the window where it is new, conditioned on at least
+``max_length - stride`` (and at least one) earlier tokens of the same text (the standard strided evaluation;
+``stride == max_length`` gives windows that share one token, smaller strides give more context at more cost).
 
 Totals over all texts: ``perplexity = exp(NLL / tokens)`` with NLL in nats, and
 ``bits_per_byte = NLL / ln(2) / bytes``, ``bytes`` being the UTF-8 size of the texts; bits per byte does not depend
@@ -39,7 +39,10 @@ class PerplexityResult:
 
 def windows(n_tokens: int, max_length: int, stride: int) -> list[tuple[int, int, int]]:
     """``(begin, end, first_scored)`` per window: tokens ``[first_scored, end)`` are scored with context from
-    ``begin``. Position 0 (the BOS) is never scored."""
+    ``begin``. Position 0 (the BOS) is never scored, and every scored token has at least one token of context in
+    its window (so with ``stride == max_length`` consecutive windows share one token)."""
+    if max_length < 2:
+        raise ValueError(f"max_length must be at least 2 (a token and its context), not {max_length}")
     if not 0 < stride <= max_length:
         raise ValueError(f"stride must be in 1..max_length ({max_length}), not {stride}")
     out, prev_end, begin = [], 1, 0
@@ -47,9 +50,7 @@ def windows(n_tokens: int, max_length: int, stride: int) -> list[tuple[int, int,
         end = min(begin + max_length, n_tokens)
         out.append((begin, end, prev_end))
         prev_end = end
-        begin += stride
-        while begin + max_length <= prev_end and prev_end < n_tokens:  # never leave a window that scores nothing
-            begin += stride
+        begin = min(begin + stride, end - 1)
     return out
 
 
