@@ -117,6 +117,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """A tiny random Qwen2 and its tokenizer (byte-level BPE on real Arabic text), saved once per test session:
+    ``(folder, tokenizer, model)``."""
+    from tiny_models import arabic_texts, tiny_qwen2, tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_lm")
+    tok = tiny_tokenizer(arabic_texts(300), vocab_size=400)
+    model = tiny_qwen2(tok, out=folder, hidden_size=32, layers=2).eval()
+    return folder, tok, model
+
+
 @pytest.fixture
 def openai_server():
     """An OpenAI-compatible server on 127.0.0.1:<free port>; ``.script``, ``.fail_first`` and ``.requests`` are

@@ -69,7 +69,7 @@ def test_a_broken_grid_file_is_refused_naming_the_entry(tmp_path):
     with pytest.raises(GridError, match=r"entry 0 \(food\): missing or empty \['description_ar'\]"):
         _load(bad, "topics", TOPIC_FIELDS, Topic)
     bad.write_text("topics:\n" + "".join(
-        f"  - {{key: food, name_en: Food, name_ar: طعام, description_en: x., description_ar: ي}}\n" for _ in range(2)),
+        "  - {key: food, name_en: Food, name_ar: طعام, description_en: x., description_ar: ي}\n" for _ in range(2)),
         encoding="utf-8")
     with pytest.raises(GridError, match="entry 1 .*duplicate key 'food'"):
         _load(bad, "topics", TOPIC_FIELDS, Topic)

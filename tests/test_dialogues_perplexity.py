@@ -6,15 +6,14 @@ import math
 
 import pytest
 import torch
-from tiny_models import arabic_texts, tiny_qwen2, tiny_tokenizer
+from tiny_models import arabic_texts
 
 from builders.dialogues.perplexity import perplexity, windows
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    tok = tiny_tokenizer(arabic_texts(300), vocab_size=400)
-    model = tiny_qwen2(tok, hidden_size=32, layers=2).eval()
+def tiny(tiny_lm):
+    _, tok, model = tiny_lm
     return tok, model
 
 
@@ -93,3 +92,34 @@ def test_many_texts_equal_the_models_own_loss_per_window(tiny):
     assert disjoint.tokens == count and disjoint.nll != pytest.approx(res.nll, rel=1e-9)
     with pytest.raises(ValueError, match="stride"):
         perplexity(model, tok, texts, max_length=8, stride=9)
+
+
+def test_evaluate_scores_heldout_conversations_and_replies(tiny_lm, tmp_path):
+    """`dialogues evaluate` on a tiny model: perplexity of held-out conversations and RAVEN of its replies."""
+    import json
+
+    from dialogues_fixtures import scripted_conversation
+
+    from builders.dialogues.conversations import conversation_text
+    from builders.dialogues.evaluation import evaluate
+    from builders.dialogues.parse import parse_conversation
+
+    folder, tok, model = tiny_lm
+
+    def write(path, seeds):
+        rows = [{"messages": parse_conversation(scripted_conversation(s), "المستخدم", "المساعد").messages} for s in seeds]
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        return rows
+
+    heldout = write(tmp_path / "heldout.jsonl", range(100, 104))
+    write(tmp_path / "train.jsonl", range(20))
+    res = evaluate([str(folder)], tmp_path / "heldout.jsonl", tmp_path / "eval", train=tmp_path / "train.jsonl",
+                   generate=3, max_length=64, stride=32, max_new_tokens=10)
+    scores = res["models"][str(folder)]
+    direct = perplexity(model, tok, [conversation_text(r["messages"], tok) for r in heldout], max_length=64, stride=32)
+    assert scores["perplexity"]["perplexity"] == pytest.approx(direct.perplexity, rel=1e-6)
+    assert scores["perplexity"]["texts"] == 4
+    assert scores["raven"]["generations"] == 3 and 0 <= scores["raven"]["raven"] <= 1
+    assert scores["raven_reference"]["generations"] == 3
+    assert (tmp_path / "eval" / "evaluation.md").read_text().count("|") > 10
+    assert len((tmp_path / "eval").glob("replies-*.jsonl").__next__().read_text().splitlines()) == 3

@@ -65,16 +65,17 @@ class TransformersBackend:
                  sampling: SamplingConfig | None = None, device: str | None = None, dtype: str = "auto",
                  revision: str | None = None):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         self.name = model
         self.sampling = sampling or SamplingConfig()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = {"auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32,
                        "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
-        try:
+        try:  # the config first: a model with its own code is refused before anything else is read
+            config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
             self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=torch_dtype,
+            self.model = AutoModelForCausalLM.from_pretrained(model, config=config, revision=revision, dtype=torch_dtype,
                                                               trust_remote_code=trust_remote_code)
         except ValueError as e:
             if "trust_remote_code" in str(e) and not trust_remote_code:

@@ -5,7 +5,7 @@ Stages (work files under ``OUT/_build``):
 
 1. generate  ``CellReader -> GenerateDialogues -> DialogueChecks -> ParquetWriter -> ExactDedupSignature``
              (one task per ``--cells-per-task`` cells; the expensive stage)
-2. exact     ``ExactFindDedups`` (the first copy of an exact duplicate stays)
+2. exact     ``ExactFindDedups`` (of exact duplicates, the earliest cell of the plan stays)
 3. unique    ``RankParquetReader -> ExactDedupFilter -> ParquetWriter -> MinhashDedupSignature``
 4. buckets   ``MinhashDedupBuckets`` (one task per MinHash bucket)
 5. cluster   ``MinhashDedupCluster``
@@ -36,7 +36,8 @@ from builders.dialogues.filters import FilterConfig
 from builders.dialogues.grid import GRID_DIR, make_cells
 from builders.dialogues.prompt import DialoguePrompt
 from builders.dialogues.steps import (CELL_SCHEMA, DIALOGUE_SCHEMA, REJECT_SCHEMA, STAGED_SCHEMA, BackendSpec,
-                                      CellReader, DialogueChecks, GenerateDialogues, dedup_content, reject_adapter,
+                                      CellReader, DialogueChecks, GenerateDialogues, dedup_content, dedup_priority,
+                                      reject_adapter,
                                       row_adapter, source_id, staged_adapter)
 
 STAMP = "dialogues-fingerprint"
@@ -146,7 +147,7 @@ def run_stages(cfg: GenerateConfig, work: Path, prompt: DialoguePrompt) -> list:
         return ParquetWriter(str(rej / stage), output_filename="${rank}.parquet", adapter=reject_adapter(stage, reason),
                              schema=REJECT_SCHEMA, max_file_size=-1)
 
-    exact = ExactDedupConfig(content_getter=dedup_content)
+    exact = ExactDedupConfig(content_getter=dedup_content, document_priority=dedup_priority)
     minhash = MinhashConfig(n_grams=cfg.minhash_ngrams, num_buckets=cfg.minhash_buckets,
                             hashes_per_bucket=cfg.minhash_hashes_per_bucket)
     generate = _executor(cfg, [

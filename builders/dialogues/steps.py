@@ -120,10 +120,12 @@ class CellReader(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         work = Path(self.work)
-        unit = json.loads((work / "plan.json").read_text())["units"][rank]
+        plan = json.loads((work / "plan.json").read_text())
+        unit, total = plan["units"][rank], plan["units"][-1]["end"]
         table = pq.read_table(work / "cells.parquet").slice(unit["start"], unit["end"] - unit["start"])
-        for row in table.to_pylist():
+        for i, row in enumerate(table.to_pylist(), start=unit["start"]):
             self.stat_update("cells")
+            row["dedup_priority"] = dedup_priority_of(i, total)
             yield Document(text=row.pop("instruction"), id=row["source_id"], metadata=row)
 
 
@@ -174,7 +176,8 @@ class GenerateDialogues(PipelineStep):
         row = {"messages": messages, "topic": meta["topic"], "country": meta["country"], "dialect": meta["dialect"],
                "generator": generator, "seed": retry_seed(meta["seed"], attempt),
                "prompt_version": self.prompt_version, "source_id": meta["source_id"]}
-        return Document(text=normalized(messages), id=meta["source_id"], metadata={**row, "attempts": attempt + 1})
+        return Document(text=normalized(messages), id=meta["source_id"],
+                        metadata={**row, "attempts": attempt + 1, "dedup_priority": meta["dedup_priority"]})
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         import contextlib
@@ -241,3 +244,12 @@ def reject_adapter(stage: str, reason: str | None = None):
 
 def dedup_content(doc: Document) -> bytes:
     return doc.text.encode("utf-8")
+
+
+def dedup_priority_of(position: int, total: int) -> int:
+    """Of exact duplicates the earliest cell in the plan stays: datatrove keeps the highest priority (1..65535)."""
+    return 65535 - (position * 65534) // max(total, 1)
+
+
+def dedup_priority(doc: Document) -> int:
+    return doc.metadata["dedup_priority"]
