@@ -23,7 +23,7 @@ def row_adapter(schema: pa.Schema, text_field: str = "inputs"):
 
 class RowWriter(ParquetWriter):
     """datatrove's ParquetWriter for a row schema, on the hot path of a build: each file name is computed once
-    per (rank, task, split[, file number]) instead of string work for every row, and the per-document
+    per (rank, the metadata fields its template names[, file number]) instead of string work for every row, and the per-document
     statistics (three counter updates per row) become one count per file, recorded when it closes."""
 
     def __init__(self, output_folder, schema: pa.Schema, output_filename: str, text_field: str = "inputs",
@@ -40,7 +40,10 @@ class RowWriter(ParquetWriter):
 
     def _get_output_filename(self, document: Document, rank: int | str = 0, **kwargs) -> str:
         meta = document.metadata
-        return self._memo(f"{rank}/{meta.get('task')}/{meta.get('split')}",
+        names = self.__dict__.get("_template_names")
+        if names is None:  # the metadata fields the file name template uses (${task}/${split}/..., ${dialect}/...)
+            names = self.__dict__["_template_names"] = [n for n in self.output_filename.get_identifiers() if n != "rank"]
+        return self._memo("/".join([str(rank), *(str(meta.get(n)) for n in names)]),
                           lambda: super(RowWriter, self)._get_output_filename(document, rank, **kwargs))
 
     def _get_filename_with_file_id(self, filename: str) -> str:
