@@ -18,10 +18,14 @@ from conftest import CLI, REPO
 from dialogues_fixtures import EGYPTIAN, ENGLISH, GULF, TOO_SHORT, ScriptedBackend, scripted_conversation, seed_of
 
 from builders.dialogues.backends import BackendError, OpenAIBackend, SamplingConfig, TransformersBackend
+from builders.dialogues.conversations import read_conversations
 from builders.dialogues.generate import GenerateConfig, GenerateError, generate, prepare
+from builders.hub import load_built, publish, validate
+from builders.schema import DIALOGUE_SCHEMA
+from builders.steps import BuildError
 from builders.dialogues.grid import load_countries, load_topics, make_cells
 from builders.dialogues.parse import parse_conversation
-from builders.dialogues.steps import DIALOGUE_SCHEMA, retry_seed, source_id
+from builders.dialogues.steps import retry_seed, source_id
 
 TOPICS, COUNTRIES = ["cooking", "football", "weather"], ["egypt", "kuwait", "france"]
 AR = {t.key: t.name_ar for t in load_topics()} | {c.key: c.name_ar for c in load_countries()}
@@ -58,13 +62,13 @@ def scripted_factory():
 def scripted_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen") / "out"
     CALLS.clear()
-    rep = generate(GenerateConfig(out=out, backend=scripted_factory, topics=TOPICS, countries=COUNTRIES,
-                                  cells_per_task=4, max_retries=2, batch_size=3))
-    return out, rep
+    result = generate(GenerateConfig(out=out, backend=scripted_factory, topics=TOPICS, countries=COUNTRIES,
+                                     cells_per_task=4, max_retries=2, batch_size=3))
+    return out, result.report
 
 
 def _rows(folder: Path, sub: str) -> list[dict]:
-    return [r for f in sorted((folder / "_build" / sub).rglob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+    return [r for f in sorted((folder / sub).rglob("*.parquet")) for r in pq.read_table(f).to_pylist()]
 
 
 def test_every_cell_is_kept_or_rejected_with_its_reason(scripted_run):
@@ -74,29 +78,53 @@ def test_every_cell_is_kept_or_rejected_with_its_reason(scripted_run):
                                                "near_duplicate: near duplicate": 1, "validate: no turns found": 1}
     assert rep["by_topic"] == {"cooking": 2, "weather": 3} and rep["by_country"] == {"egypt": 2, "france": 1,
                                                                                       "kuwait": 2}
-    assert json.loads((out / "dialogue_report.json").read_text()) == rep
-    rejected = {(r["topic"], r["country"]): r for r in _rows(out, "rejected")}
+    assert json.loads((out / "build_report.json").read_text()) == rep
+    rejected = {(r["topic"], r["country"]): r for r in _rows(out, "_build/rejected")}
     never = rejected[("cooking", "france")]
     assert never["attempts"] == 3 and never["content"] == "لا أعرف ماذا أكتب." and never["stage"] == "validate"
     assert CALLS[("cooking", "france")] == 3  # the first try and max_retries=2 more
     english = rejected[("football", "egypt")]
     assert english["detail"].startswith("low arabic ratio: 0.00") and "Petra" in english["content"]
-    # of two exact copies the first one stays
+    # of two exact copies the earliest cell stays
     assert rejected[("football", "kuwait")]["reason"] == "exact duplicate"
     assert rejected[("football", "france")]["reason"] == "near duplicate"
 
 
-def test_kept_rows_have_the_dataset_schema(scripted_run):
-    out, _ = scripted_run
-    files = sorted((out / "_build" / "staging").glob("*.parquet"))
+def test_the_folder_is_a_valid_hub_dataset(scripted_run, monkeypatch):
+    out, rep = scripted_run
+    files = sorted((out / "data").rglob("*.parquet"))
+    assert {f.parent.name for f in files} == {"arz", "afb", "arb"}  # one config per Arabic variety
     assert all(pq.read_schema(f).equals(DIALOGUE_SCHEMA) for f in files)
-    rows = {(r["topic"], r["country"]): r for f in files for r in pq.read_table(f).to_pylist()}
+    summary = validate(out)  # the builder's own check: schema of the manifest's kind, counts, leakage
+    assert summary["rows"] == 5 and summary["checks"]["source_texts_in_two_splits"] == 0
+    manifest = json.loads((out / "build_manifest.json").read_text())
+    assert manifest["kind"] == "dialogues" and manifest["generator"].endswith("scripted_factory")
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "![conversations per topic and country](topic_country_heatmap.png)" in card
+    assert (out / "topic_country_heatmap.png").stat().st_size > 2000
+    assert "| Cooking and recipes | الطبخ والوصفات | 2 |" in card and "| Kuwait | الكويت | Gulf Arabic (Kuwaiti) | 2 |" in card
+    assert "| validate: no turns found | 1 |" in card
+    by_split = {s: len(read_conversations(out, split=s)) for s in rep["by_split"]}
+    assert by_split == rep["by_split"] and sum(by_split.values()) == 5
+    ds = load_built(out, "afb")
+    assert sum(len(ds[s]) for s in ds) == 2 and all(r["dialect"] == "afb" for s in ds for r in ds[s])
+    # published with the builder's publish (the Hub is a stand-in here: no network)
+    from test_hub import FakeHub
+
+    hub = FakeHub()
+    res = publish(out, "org/arabic-dialogues", "1.0.0", api=hub)
+    assert res.created_tag and "data/afb/" in " ".join(hub.files) and not any(p.startswith("_build") for p in hub.files)
+
+
+def test_kept_rows_have_the_dataset_fields(scripted_run):
+    out, _ = scripted_run
+    rows = {(r["topic"], r["country"]): r for r in _rows(out, "data")}
     kuwait = rows[("cooking", "kuwait")]
     cell = make_cells(topics=["cooking"], countries=["kuwait"])[0]
     assert kuwait["seed"] == retry_seed(cell.seed, 1)  # valid on the second try: that try's seed is recorded
     assert kuwait["source_id"] == source_id("cooking", "kuwait", 0, cell.seed)
     assert kuwait["dialect"] == "afb" and rows[("weather", "france")]["dialect"] == "arb"
-    assert kuwait["generator"] == ScriptedBackend.name
+    assert kuwait["generator"] == ScriptedBackend.name and kuwait["split"] in ("train", "validation", "test")
     assert kuwait["prompt_version"].startswith("topic_country_dialogue-v1-")
     assert [m["role"] for m in kuwait["messages"]] == ["user", "assistant"] * 3
     assert kuwait["messages"][1]["content"].startswith("وعليكم السلام!")
@@ -114,10 +142,12 @@ def test_tiny_random_lm_through_the_transformers_backend(tmp_path, tiny_lm):
     from builders.dialogues.steps import _BACKENDS
 
     _BACKENDS.clear()
-    rep = generate(GenerateConfig(out=tmp_path / "out", backend=lambda: backend, topics=["cooking"],
-                                  countries=["egypt", "japan"], max_retries=1, batch_size=2))
+    with pytest.raises(GenerateError, match="no conversation of 2 cells was kept"):
+        generate(GenerateConfig(out=tmp_path / "out", backend=lambda: backend, topics=["cooking"],
+                                countries=["egypt", "japan"], max_retries=1, batch_size=2))
+    rep = json.loads((tmp_path / "out" / "build_report.json").read_text())
     assert rep["kept"] == 0 and rep["rejected"] == 2 and rep["accounted"]
-    assert all(r["attempts"] == 2 and r["stage"] == "validate" for r in _rows(tmp_path / "out", "rejected"))
+    assert all(r["attempts"] == 2 and r["stage"] == "validate" for r in _rows(tmp_path / "out", "_build/rejected"))
 
 
 def test_model_code_is_never_run_unless_asked(tmp_path):
@@ -193,12 +223,12 @@ def test_a_killed_run_resumes_without_lost_or_repeated_conversations(openai_serv
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     finished = len(list(done.glob("*")))
-    assert 2 <= finished < 6 and not (out / "dialogue_report.json").exists()
+    assert 2 <= finished < 6 and not (out / "build_report.json").exists()
     asked_before = len(server.requests)
     subprocess.run(_cli_generate(out, url), cwd=REPO, check=True, capture_output=True, timeout=600)
-    rep = json.loads((out / "dialogue_report.json").read_text())
+    rep = json.loads((out / "build_report.json").read_text())
     assert rep["cells"] == 12 and rep["kept"] == 12 and rep["accounted"]
-    rows = _rows(out, "staging")
+    rows = _rows(out, "data")
     ids = [r["source_id"] for r in rows]
     expected = {source_id(c.topic.key, c.country.key, c.index, c.seed)
                 for c in make_cells(topics=TOPICS, countries=["egypt", "kuwait", "france", "japan"])}
@@ -207,6 +237,7 @@ def test_a_killed_run_resumes_without_lost_or_repeated_conversations(openai_serv
     assert len(server.requests) - asked_before <= 2 * (6 - finished)
     # and every conversation is the one its cell's prompt and seed give (what an uninterrupted run writes)
     cells = {r["source_id"]: r for r in pq.read_table(out / "_build" / "cells.parquet").to_pylist()}
+    assert validate(out)["rows"] == 12
     for row in rows:
         cell = cells[row["source_id"]]
         expected = scripted_conversation(seed_of(cell["instruction"], cell["seed"]))
@@ -216,16 +247,18 @@ def test_a_killed_run_resumes_without_lost_or_repeated_conversations(openai_serv
 
 def test_other_options_start_afresh_and_foreign_folders_are_refused(tmp_path):
     cfg = GenerateConfig(out=tmp_path / "out", backend=scripted_factory, topics=["cooking"], countries=["egypt"])
-    work, _, cells = prepare(cfg)
+    work, _, cells, _ = prepare(cfg)
     (work / "marker").write_text("x")
     prepare(cfg)
     assert (work / "marker").exists()  # same inputs: kept for resuming
     prepare(GenerateConfig(out=tmp_path / "out", backend=scripted_factory, topics=["cooking"], countries=["egypt"],
                            num_turns=4))
     assert not (work / "marker").exists() and cells == 1  # other inputs: started afresh
-    (tmp_path / "foreign" / "_build").mkdir(parents=True)
-    with pytest.raises(GenerateError, match="not written by `dialogues generate`"):
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(BuildError, match="not empty and holds no earlier arabic-prompts build"):
         prepare(GenerateConfig(out=tmp_path / "foreign", backend=scripted_factory, topics=["cooking"]))
+    assert (tmp_path / "foreign" / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="--turns"):
         GenerateConfig(out=tmp_path, backend=scripted_factory, num_turns=1)
     assert sys.executable  # the CLI runs under this interpreter (conftest.CLI)

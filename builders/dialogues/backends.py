@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from builders.dialogues.formats import PromptFormat, format_for
+from builders.steps import BuildError
 
 DEFAULT_MODEL = "inceptionai/jais-13b-chat"
 
 
-class BackendError(RuntimeError):
+class BackendError(BuildError):
     """A generator that cannot be loaded or called; the message says which and why."""
 
 

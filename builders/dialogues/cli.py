@@ -37,13 +37,16 @@ def cmd_generate(args) -> int:
     cfg = GenerateConfig(out=Path(args.out), backend=spec, num_turns=args.turns, per_cell=args.per_cell, seed=args.seed,
                          topics=_csv(args.topics), countries=_csv(args.countries), max_cells=args.max_cells,
                          max_retries=args.max_retries, batch_size=args.batch_size, cells_per_task=args.cells_per_task,
-                         filters=filters, prompt_file=args.prompt_file, workers=args.workers, executor=args.executor,
-                         slurm=slurm)
-    rep = generate(cfg)
-    print(f"\n{rep['cells']} cells: {rep['kept']} conversations kept, {rep['rejected']} rejected")
+                         validation_fraction=args.validation_fraction, test_fraction=args.test_fraction,
+                         filters=filters, prompt_file=args.prompt_file, license=args.license, workers=args.workers,
+                         executor=args.executor, slurm=slurm)
+    rep = generate(cfg).report
+    print(f"\n{rep['cells']} cells: {rep['kept']} conversations kept ({', '.join(f'{s} {n}' for s, n in rep['by_split'].items())}), "
+          f"{rep['rejected']} rejected")
     for reason, n in rep["rejected_by_stage_reason"].items():
         print(f"  {n:>6}  {reason}")
-    print(f"wrote {cfg.out} (report: {cfg.out / 'dialogue_report.json'})")
+    print(f"wrote {cfg.out}; check it with `arabic-prompts validate {cfg.out}`, load it with "
+          f"builders.hub.load_built('{cfg.out}')")
     return 0
 
 
@@ -82,7 +85,7 @@ def cmd_evaluate(args) -> int:
     res = evaluate(args.model, args.heldout, args.out, train=args.train, index=args.index, generate=args.generate,
                    max_length=args.max_length, stride=args.stride, batch_size=args.batch_size,
                    max_new_tokens=args.max_new_tokens, seed=args.seed, trust_remote_code=args.trust_remote_code,
-                   device=args.device, dtype=args.dtype)
+                   device=args.device, dtype=args.dtype, heldout_split=args.heldout_split, train_split=args.train_split)
     print(markdown(res))
     print(f"wrote {Path(args.out) / 'evaluation.json'}")
     return 0
@@ -205,6 +208,9 @@ def add_cli(subparsers) -> None:
     g.add_argument("--max-words", type=int, default=3000)
     g.add_argument("--min-turn-words", type=int, default=2)
     g.add_argument("--max-turn-words", type=int, default=400)
+    g.add_argument("--validation-fraction", type=float, default=0.05, help="share of cells in validation")
+    g.add_argument("--test-fraction", type=float, default=0.1, help="share of cells in test")
+    g.add_argument("--license", default="apache-2.0", help="license of the generated text (the card's license)")
     g.add_argument("--prompt-file", help="another dialogue prompt YAML (default: the built-in one)")
     g.add_argument("--workers", type=int, default=1)
     g.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
@@ -230,7 +236,9 @@ def add_cli(subparsers) -> None:
     e.add_argument("--model", action="append", required=True, help="model id or folder (repeatable)")
     e.add_argument("--heldout", required=True, help="held-out conversations (.jsonl/.parquet or a dialogue folder)")
     e.add_argument("--out", required=True)
+    e.add_argument("--heldout-split", help="only this split of --heldout (e.g. test, for a dialogue folder)")
     e.add_argument("--train", help="training conversations (for RAVEN)")
+    e.add_argument("--train-split", help="only this split of --train (e.g. train, for a dialogue folder)")
     e.add_argument("--index", help="n-gram index folder (built from --train if missing)")
     e.add_argument("--generate", type=int, default=0, help="held-out conversations whose last reply each model writes")
     e.add_argument("--max-length", type=int, help="perplexity window (default: the model's context, at most 4096)")

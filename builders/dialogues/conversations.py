@@ -26,10 +26,21 @@ def _check(row: dict, where: str) -> dict:
     return row
 
 
-def read_conversations(path: str | Path, limit: int | None = None) -> list[dict]:
+def read_conversations(path: str | Path, limit: int | None = None, split: str | None = None) -> list[dict]:
     """Rows with ``messages`` (and whatever else the file has) from a .jsonl/.json/.parquet file or a folder of
-    parquet files (a built dialogue dataset: its ``data/`` shards, or ``_build/staging``)."""
-    path = Path(path)
+    parquet files (a built dialogue dataset: its ``data/`` shards). ``split``: only the rows of that split
+    (rows need a ``split`` field then)."""
+    rows = _read_conversations(Path(path), None if split else limit)
+    if split:
+        if rows and "split" not in rows[0]:
+            raise ConversationsError(f"{path}: rows have no 'split' field, so --split {split} cannot be applied")
+        rows = [r for r in rows if r.get("split") == split]
+        if not rows:
+            raise ConversationsError(f"{path}: no rows in split '{split}'")
+    return rows[:limit] if limit else rows
+
+
+def _read_conversations(path: Path, limit: int | None) -> list[dict]:
     if not path.exists():
         raise ConversationsError(f"{path}: no such file or folder")
     if path.is_dir():

@@ -69,27 +69,29 @@ def evaluate(models: list[str], heldout: str | Path, out: str | Path, train: str
              index: str | Path | None = None, generate: int = 0, max_length: int | None = None,
              stride: int | None = None, batch_size: int = 8, max_new_tokens: int = 256, seed: int = 0,
              trust_remote_code: bool = False, device: str | None = None, dtype: str = "auto",
-             max_n: int = 10) -> dict:
+             max_n: int = 10, heldout_split: str | None = None, train_split: str | None = None) -> dict:
     from builders.dialogues.ngram_index import NgramIndex, build_index
     from builders.dialogues.perplexity import perplexity
     from builders.dialogues.raven import raven_report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = read_conversations(heldout)
+    rows = read_conversations(heldout, split=heldout_split)
     ngram_index = None
     if generate:
         if index and (Path(index) / "meta.json").exists():
             ngram_index = NgramIndex(index)
         elif train:
-            lines = (" ".join(_tokens(format_conversation(r["messages"]))) + "\n" for r in read_conversations(train))
+            lines = (" ".join(_tokens(format_conversation(r["messages"]))) + "\n"
+                     for r in read_conversations(train, split=train_split))
             ngram_index = build_index(lines, Path(index) if index else out / "ngram_index", max_n=max_n)
         else:
             raise ValueError("--generate needs --train (training conversations) or --index (a built n-gram index)")
     rng = random.Random(seed)
     pairs = [p for p in (split_for_reply(r["messages"]) for r in rows) if p]
     sample = rng.sample(pairs, min(generate, len(pairs))) if generate else []
-    results = {"heldout": str(heldout), "conversations": len(rows), "models": {}}
+    results = {"heldout": str(heldout) + (f" ({heldout_split})" if heldout_split else ""), "conversations": len(rows),
+               "models": {}}
     for model_id in models:
         tok, model, dev = _load(model_id, trust_remote_code, device, dtype)
         texts = [conversation_text(r["messages"], tok) for r in rows]

@@ -8,12 +8,11 @@
   every task, and a 13B model must not be loaded again for each.
 - ``DialogueChecks``: Arabic-script ratio per turn and length bounds (``filters.FilterConfig``).
 Duplicates use datatrove's own steps (exact: ``ExactDedup*``; near: ``Minhash*`` with its Arabic word tokenizer),
-configured in ``generate.py``.
+and rows are written with the builder's ``RowWriter``, all configured in ``generate.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,25 +28,16 @@ from tqdm.auto import tqdm
 from builders.dialogues.backends import Backend, SamplingConfig, make_backend
 from builders.dialogues.filters import FilterConfig, normalized, reason_kind
 from builders.dialogues.parse import parse_and_validate
+from builders.schema import DIALOGUE_SCHEMA, extend
+from builders.splits import carve
+from builders.splits import source_id as hash_id
 
-DIALOGUE_SCHEMA = pa.schema(
-    [
-        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-        ("topic", pa.string()),
-        ("country", pa.string()),
-        ("dialect", pa.string()),
-        ("generator", pa.string()),
-        ("seed", pa.int64()),
-        ("prompt_version", pa.string()),
-        ("source_id", pa.string()),
-    ]
-)
-DIALOGUE_FIELDS = DIALOGUE_SCHEMA.names
 CELL_SCHEMA = pa.schema([("source_id", pa.string()), ("topic", pa.string()), ("country", pa.string()),
                          ("dialect", pa.string()), ("index", pa.int64()), ("seed", pa.int64()),
                          ("instruction", pa.string())])
-# work files between stages: the dataset row plus the text duplicates are found on
-STAGED_SCHEMA = pa.schema(list(DIALOGUE_SCHEMA) + [pa.field("text", pa.string())])
+# work files between stages: the dataset row plus the normalised text duplicates are found on
+STAGED_SCHEMA = extend(DIALOGUE_SCHEMA, [("text", pa.string())])
+# a conversation set aside, with the stage and the reason (its own columns: a cell, not a source row)
 REJECT_SCHEMA = pa.schema(
     [
         ("source_id", pa.string()),
@@ -65,7 +55,17 @@ _SEED_STEP = 1_000_003  # the seed of retry k is seed + k * _SEED_STEP (mod 2**3
 
 
 def source_id(topic: str, country: str, index: int, seed: int) -> str:
-    return hashlib.sha256(f"dialogue\x1f{topic}\x1f{country}\x1f{index}\x1f{seed}".encode()).hexdigest()[:24]
+    """The cell's id (16 hex digits, ``builders.splits.source_id``): topic, country, index and seed."""
+    return hash_id(f"dialogue\x1f{topic}\x1f{country}\x1f{index}\x1f{seed}")
+
+
+def row_id(source: str, generator: str, prompt_version: str) -> str:
+    return hash_id(f"{source}\x1f{generator}\x1f{prompt_version}")
+
+
+def split_of(source: str, validation: float, test: float) -> str:
+    """The conversation's split, carved by a hash of its source_id (``builders.splits.carve``)."""
+    return carve(source, {"validation": validation, "test": test}, {"validation", "test"})
 
 
 def retry_seed(seed: int, attempt: int) -> int:
@@ -137,10 +137,11 @@ class GenerateDialogues(PipelineStep):
 
     def __init__(self, backend: "BackendSpec | Callable[[], Backend]", num_turns: int, user_label: str,
                  assistant_label: str, prompt_version: str, max_retries: int = 2, batch_size: int = 8,
-                 exclusion_writer=None):
+                 validation_fraction: float = 0.05, test_fraction: float = 0.1, exclusion_writer=None):
         super().__init__()
         self.backend, self.num_turns, self.max_retries, self.batch_size = backend, num_turns, max_retries, batch_size
         self.user_label, self.assistant_label, self.prompt_version = user_label, assistant_label, prompt_version
+        self.validation_fraction, self.test_fraction = validation_fraction, test_fraction
         self.exclusion_writer = exclusion_writer
 
     def _attempts(self, docs: list[Document], backend: Backend, writer, rank: int, bar):
@@ -173,10 +174,11 @@ class GenerateDialogues(PipelineStep):
 
     def _conversation(self, doc: Document, messages: list[dict], generator: str, attempt: int) -> Document:
         meta = doc.metadata
-        row = {"messages": messages, "topic": meta["topic"], "country": meta["country"], "dialect": meta["dialect"],
-               "generator": generator, "seed": retry_seed(meta["seed"], attempt),
-               "prompt_version": self.prompt_version, "source_id": meta["source_id"]}
-        return Document(text=normalized(messages), id=meta["source_id"],
+        row = {"source_id": meta["source_id"],
+               "split": split_of(meta["source_id"], self.validation_fraction, self.test_fraction),
+               "messages": messages, "topic": meta["topic"], "country": meta["country"], "dialect": meta["dialect"],
+               "generator": generator, "seed": retry_seed(meta["seed"], attempt), "prompt_version": self.prompt_version}
+        return Document(text=normalized(messages), id=row_id(meta["source_id"], generator, self.prompt_version),
                         metadata={**row, "attempts": attempt + 1, "dedup_priority": meta["dedup_priority"]})
 
     def run(self, data, rank: int = 0, world_size: int = 1):
@@ -212,19 +214,6 @@ class DialogueChecks(BaseFilter):
 # ------------------------------------------------------------------------------------------- adapters
 
 
-def _row(doc: Document) -> dict:
-    meta = doc.metadata
-    return {k: meta[k] if k != "source_id" else meta.get(k, doc.id) for k in DIALOGUE_FIELDS}
-
-
-def staged_adapter(self, doc: Document) -> dict:
-    return {**_row(doc), "text": doc.text}
-
-
-def row_adapter(self, doc: Document) -> dict:
-    return _row(doc)
-
-
 def reject_adapter(stage: str, reason: str | None = None):
     """Rejected documents of one stage -> REJECT_SCHEMA rows (``reason`` for stages with a single reason)."""
 
@@ -234,7 +223,7 @@ def reject_adapter(stage: str, reason: str | None = None):
         if content is None:
             content = json.dumps(meta.get("messages"), ensure_ascii=False)
         why = meta.get("reject_reason") or reason or meta.get("filter_reason") or stage
-        return {"source_id": meta.get("source_id", doc.id), "topic": meta.get("topic"),
+        return {"source_id": meta.get("source_id"), "topic": meta.get("topic"),
                 "country": meta.get("country"), "seed": meta.get("seed"), "stage": meta.get("reject_stage") or stage,
                 "reason": why, "detail": meta.get("reject_detail") or why, "attempts": meta.get("attempts"),
                 "content": (content or "")[:20000]}
