@@ -164,6 +164,25 @@ def naive_training_ngrams(lines, max_n: int = 10, eos: str | None = None, cross_
     return out
 
 
+def _walk_back(seq: list[str], k: int, training: set, max_n: int) -> int:
+    """pointwise_annotation_training.py for token ``k`` of ``seq``: grow the n-gram ending at ``k`` while it is in
+    the training set (first pass: only n-grams up to max_n are known)."""
+    start, end, done = k, k + 1, False
+    while not done:
+        ngram = tuple(seq[start:end])
+        known = len(ngram) <= max_n
+        if not known or ngram not in training or start == 0:
+            done = True
+        if known and ngram in training:
+            start -= 1
+    return end - start
+
+
+def naive_training_scores(generations, training: set, max_n: int = 10) -> list[list[int]]:
+    """Training pointwise scores of generations without prompts (prompts do not change them: see raven.py)."""
+    return [[min(_walk_back(list(gen), j, training, max_n), j + 2) for j in range(len(gen))] for gen in generations]
+
+
 def naive_pointwise(generations, prompts, training: set, max_n: int = 10) -> dict[str, list[list[int]]]:
     """Pointwise scores as RAVEN's reference scripts compute them (first pass up to ``max_n``, then
     pointwise_annotation_context.py --max_ngram, then the max of both, then truncate_scores), written out
@@ -174,15 +193,7 @@ def naive_pointwise(generations, prompts, training: set, max_n: int = 10) -> dic
         seq = prompt + list(gen)
         train_scores, ctx_scores = [], []
         for k in range(len(seq)):
-            start, end, done = k, k + 1, False
-            while not done:  # pointwise_annotation_training.py
-                ngram = tuple(seq[start:end])
-                known = len(ngram) <= max_n  # first pass: only n-grams up to max_n are in the dictionary
-                if not known or ngram not in training or start == 0:
-                    done = True
-                if known and ngram in training:
-                    start -= 1
-            train_scores.append(end - start)
+            train_scores.append(_walk_back(seq, k, training, max_n))
             if k < len(prompt):  # pointwise_annotation_context.py
                 score = k + 2
             else:

@@ -82,8 +82,10 @@ def test_matches_the_reference_algorithm(tmp_path, seed, cross_lines, eos, with_
                       chunk_tokens=50)
     ours = pointwise_scores(gens, idx, prompts, max_n=6)
     ref = naive_pointwise(gens, prompts, naive_training_ngrams(train, 6, eos, cross_lines), max_n=6)
+    batched = pointwise_scores(gens, idx, prompts, max_n=6, batch_tokens=40)  # many small batches: the same
     for source in ref:
         assert [s.tolist() for s in ours[source]] == ref[source], source
+        assert [s.tolist() for s in batched[source]] == ref[source], source
     rep = raven_report(gens, idx, prompts, max_n=6)
     for source in ref:
         expected = naive_summary(ref[source], 6)
@@ -127,3 +129,13 @@ def test_raven_command_on_plain_files(tmp_path):
     again = run_cli("dialogues", "raven", "--generated", str(tmp_path / "gen.txt"), "--index", str(tmp_path / "saved"),
                     "--json")
     assert json.loads(again.stdout)["training"] == raven_report(gens, NgramIndex(tmp_path / "saved"))["training"]
+
+
+def test_arrow_tokenization_is_pythons_split():
+    from builders.dialogues.ngram_index import tokenize_lines
+
+    lines = ["  مرحبا   بك\n", "", "\t", "a\u00a0b\u2003c\u3000d\x1ce", "كلمة\r\nأخرى ", "x"]
+    tokens, lengths = tokenize_lines(lines, eos="<eos>")
+    expected = [t for line in lines for t in line.split() + ["<eos>"]]
+    assert lengths.tolist() == [len(line.split()) + 1 for line in lines]
+    assert tokens.tolist() == TokenHasher()(expected).tolist()

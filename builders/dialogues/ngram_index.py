@@ -4,9 +4,9 @@ What is stored: the set of 64-bit hashes of every n-gram (n = 1..max_n) of the c
 arrays, one file per shard (shard k holds the hashes in the k-th slice of the 64-bit range), plus ``meta.json``.
 That is 8 bytes per distinct n-gram, against a few hundred for a Python set of tuples of strings.
 
-How it is built: the corpus is read once, line by line, in chunks of ``chunk_tokens`` tokens. Each token is hashed
-once (blake2b-64 of its UTF-8, cached per distinct token: stable across processes and machines, unlike Python's
-``hash``); n-gram hashes are chained with numpy (``h_n = mix(h_{n-1} * K + token + n)``, splitmix64's finaliser as
+How it is built: the corpus is read once, line by line, in chunks of about ``chunk_tokens`` tokens, split and
+deduplicated in Arrow; each distinct token of a chunk is hashed (xxh3-64 of its UTF-8: stable across processes
+and machines, unlike Python's ``hash``, and no vocabulary is kept); n-gram hashes are chained with numpy (``h_n = mix(h_{n-1} * K + token + n)``, splitmix64's finaliser as
 ``mix``), deduplicated per chunk, routed to their shard, and spilled to sorted run files once the buffered runs pass
 ``memory_budget_mb``; each shard is then merged on its own. Peak memory is about the budget plus one shard.
 
@@ -21,15 +21,18 @@ n-grams the chance per query is about D / 2**64 (5e-12 for 100M n-grams).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from xxhash import xxh3_64_intdigest as _xxh3
 
 FORMAT = "arabic-prompts-ngram-index"
 VERSION = 1
@@ -52,20 +55,20 @@ def _mix(z: np.ndarray) -> np.ndarray:
 
 
 class TokenHasher:
-    """Token -> stable 64-bit hash, cached per distinct token."""
-
-    def __init__(self):
-        self.cache: dict[str, int] = {}
+    """Token -> stable 64-bit hash (xxh3-64 of its UTF-8: the same in every process and on every machine, unlike
+    Python's ``hash``; no vocabulary is kept)."""
 
     def __call__(self, tokens: list[str]) -> np.ndarray:
-        cache = self.cache
-        out = np.empty(len(tokens), dtype=np.uint64)
-        for i, t in enumerate(tokens):
-            h = cache.get(t)
-            if h is None:
-                h = cache[t] = int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little")
-            out[i] = h
-        return out
+        return np.fromiter((_xxh3(t.encode("utf-8")) for t in tokens), dtype=np.uint64, count=len(tokens))
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted: a sort and a neighbour test (numpy 2.4's plain ``unique`` takes a hash-table
+    path that is about 40x slower on random 64-bit values)."""
+    out = np.sort(values)
+    if out.size > 1:
+        out = out[np.concatenate(([True], out[1:] != out[:-1]))]
+    return out
 
 
 def ngram_hashes(tokens: np.ndarray, max_n: int) -> list[np.ndarray]:
@@ -113,7 +116,7 @@ class _ShardBuffers:
         self.buffered = 0
 
     def add(self, hashes: np.ndarray) -> None:
-        u = np.unique(hashes)  # sorted
+        u = sorted_unique(hashes)
         cuts = np.searchsorted(u, self.bounds[1:])
         for k, part in enumerate(np.split(u, cuts)):
             if part.size:
@@ -126,7 +129,7 @@ class _ShardBuffers:
         for k, runs in enumerate(self.runs):
             if runs:
                 path = self.tmp / f"shard-{k:05d}-run-{len(self.files[k]):05d}.npy"
-                np.save(path, np.unique(np.concatenate(runs)))
+                np.save(path, sorted_unique(np.concatenate(runs)))
                 self.files[k].append(path)
                 self.runs[k] = []
         self.buffered = 0
@@ -136,13 +139,31 @@ class _ShardBuffers:
         self.runs[k] = []
         for p in self.files[k]:
             p.unlink()
-        return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
+        return sorted_unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
 
 
 def read_lines(paths: Iterable[str | Path]) -> Iterator[str]:
     for path in paths:
         with open(path, encoding="utf-8") as f:
             yield from f
+
+
+def tokenize_lines(lines: list[str], eos: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(token hashes, tokens per line) of whitespace-split lines, with ``eos`` after every line if given.
+    Split and deduplicated in Arrow (its whitespace is Python's ``str.split``'s): each distinct token of the
+    batch is hashed once."""
+    split = pc.utf8_split_whitespace(pa.array(lines, pa.large_string()))
+    flat = split.flatten()
+    keep = pc.greater(pc.binary_length(flat), 0)  # Arrow keeps empty strings around leading/trailing whitespace
+    parents = pc.list_parent_indices(split).to_numpy(zero_copy_only=False)
+    lengths = np.bincount(parents[keep.to_numpy(zero_copy_only=False)], minlength=len(lines)).astype(np.int64)
+    encoded = pc.filter(flat, keep).dictionary_encode()
+    distinct = TokenHasher()(encoded.dictionary.to_pylist())
+    tokens = distinct[encoded.indices.to_numpy(zero_copy_only=False)] if len(encoded) else np.empty(0, np.uint64)
+    if eos is not None:
+        tokens = np.insert(tokens, np.cumsum(lengths), TokenHasher()([eos])[0])
+        lengths = lengths + 1
+    return tokens, lengths
 
 
 def build_index(lines: Iterable[str], out: str | Path, max_n: int = 10, num_shards: int = 16,
@@ -153,54 +174,48 @@ def build_index(lines: Iterable[str], out: str | Path, max_n: int = 10, num_shar
     if out.exists() and any(out.iterdir()):
         raise NgramIndexError(f"{out}: not empty; an index is built into a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
-    hasher = TokenHasher()
     meta = IndexMeta(FORMAT, VERSION, max_n, num_shards, eos, cross_lines)
     tmp = Path(tempfile.mkdtemp(prefix="ngram-runs-", dir=out))
     buffers = _ShardBuffers(num_shards, tmp, memory_budget_mb * 2**20)
     carry = np.empty(0, dtype=np.uint64)  # the last max_n - 1 tokens of the stream (cross_lines)
     pending: list[str] = []
-    line_ends: list[int] = []
+    chars = 0
+    chunk_chars = 6 * chunk_tokens  # about chunk_tokens tokens of Arabic text
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="index n-grams", unit=" tokens", unit_scale=True, mininterval=2)
 
     def flush():
-        nonlocal carry, pending, line_ends
+        nonlocal carry, pending, chars
         if not pending:
             return
-        toks = hasher(pending)
+        toks, lengths = tokenize_lines(pending, eos)
+        meta.lines += len(pending)
+        meta.tokens += int(toks.size)
+        if bar is not None:
+            bar.update(int(toks.size))
         if cross_lines:
             seq = np.concatenate([carry, toks])
             for h in ngram_hashes(seq, max_n):
                 buffers.add(h)
             carry = seq[-(max_n - 1):] if max_n > 1 else np.empty(0, dtype=np.uint64)
         else:
-            line_id = np.repeat(np.arange(len(line_ends)), np.diff([0] + line_ends))
+            line_id = np.repeat(np.arange(lengths.size), lengths)
             for n, h in enumerate(ngram_hashes(toks, max_n), 1):
                 if h.size:
                     buffers.add(h[line_id[: h.size] == line_id[n - 1:]])
-        pending, line_ends = [], []
+        pending, chars = [], 0
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc="index n-grams", unit=" tokens", unit_scale=True, mininterval=2)
     for line in lines:
-        toks = line.split()
-        if eos is not None:
-            toks.append(eos)
-        meta.lines += 1
-        if not toks:
-            continue
-        pending.extend(toks)
-        line_ends.append(len(pending))
-        meta.tokens += len(toks)
-        if len(pending) >= chunk_tokens:
-            if bar is not None:
-                bar.update(len(pending))
+        pending.append(line)
+        chars += len(line)
+        if chars >= chunk_chars:
             flush()
-    if bar is not None:
-        bar.update(len(pending))
-        bar.close()
     flush()
+    if bar is not None:
+        bar.close()
     sizes = []
     for k in range(num_shards):
         shard = buffers.merge(k)
@@ -213,10 +228,11 @@ def build_index(lines: Iterable[str], out: str | Path, max_n: int = 10, num_shar
 
 
 class NgramIndex:
-    """A built index folder, opened for membership queries (shards are memory-mapped on first use)."""
+    """A built index folder, opened for membership queries. A query sorts its hashes and reads each shard it needs
+    once, one shard in memory at a time (``cache=True`` keeps the shards loaded, for many small queries)."""
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path, cache: bool = False):
+        self.folder, self.cache = Path(folder), cache
         path = self.folder / "meta.json"
         if not path.exists():
             raise NgramIndexError(f"{self.folder}: no meta.json; not an n-gram index (build one with --train)")
@@ -233,9 +249,12 @@ class NgramIndex:
         return self.meta.max_n
 
     def _shard(self, k: int) -> np.ndarray:
-        if k not in self._shards:
-            self._shards[k] = np.load(self.folder / f"shard-{k:05d}.npy", mmap_mode="r")
-        return self._shards[k]
+        shard = self._shards.get(k)
+        if shard is None:
+            shard = np.load(self.folder / f"shard-{k:05d}.npy")  # one sequential read
+            if self.cache:
+                self._shards[k] = shard
+        return shard
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         """Boolean array: is each n-gram hash in the index?"""
@@ -257,6 +276,18 @@ class NgramIndex:
                     found[order[start:end]] = shard[pos] == part
             start = end
         return found
+
+    @contextmanager
+    def cached(self):
+        """Keep the shards loaded for the duration of a ``with`` block (several queries in a row)."""
+        before = self.cache
+        self.cache = True
+        try:
+            yield self
+        finally:
+            self.cache = before
+            if not before:
+                self._shards.clear()
 
     def close(self) -> None:
         self._shards.clear()

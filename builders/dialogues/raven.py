@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from builders.dialogues.ngram_index import NgramIndex, TokenHasher, _mix, ngram_hashes
+from builders.dialogues.ngram_index import NgramIndex, _mix, ngram_hashes, tokenize_lines
 
 SOURCES = ("training", "context", "training_and_context")
 HEADLINE_SOURCE = "training_and_context"
@@ -50,19 +50,31 @@ class _Batch:
     gen_lengths: np.ndarray
 
 
-def _batch(generations: list[list[str]], prompts: list[list[str]] | None, hasher: TokenHasher) -> _Batch:
-    seqs, doc, is_gen, j, lengths = [], [], [], [], []
-    for i, gen in enumerate(generations):
-        prompt = prompts[i] if prompts is not None else []
-        toks = list(prompt) + list(gen)
-        seqs.append(hasher(toks) if toks else np.empty(0, dtype=np.uint64))
-        doc.append(np.full(len(toks), i, dtype=np.int64))
-        is_gen.append(np.r_[np.zeros(len(prompt), bool), np.ones(len(gen), bool)])
-        j.append(np.r_[np.full(len(prompt), -1, np.int64), np.arange(len(gen), dtype=np.int64)])
-        lengths.append(len(gen))
-    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.empty(0, dtype=dt))
-    return _Batch(cat(seqs, np.uint64), cat(doc, np.int64), cat(is_gen, bool), cat(j, np.int64),
-                  np.array(lengths, dtype=np.int64))
+def _batch(generations: list[list[str]], prompts: list[list[str]] | None) -> _Batch:
+    """One token array for all texts (vectorised: one hashing pass, positions from the lengths)."""
+    plens = np.array([len(prompts[i]) if prompts is not None else 0 for i in range(len(generations))], dtype=np.int64)
+    glens = np.array([len(g) for g in generations], dtype=np.int64)
+    texts = [" ".join((list(prompts[i]) if prompts is not None else []) + list(g)) for i, g in enumerate(generations)]
+    total = plens + glens
+    doc = np.repeat(np.arange(len(generations), dtype=np.int64), total)
+    offset = np.repeat(np.cumsum(total) - total, total)  # start of each text, per position
+    within = np.arange(doc.size, dtype=np.int64) - offset
+    j = within - plens[doc]  # position in the generation; negative in the prompt
+    tokens, lengths = tokenize_lines(texts)
+    if not np.array_equal(lengths, total):
+        raise ValueError("a token contains whitespace: tokens must be whitespace-separated words")
+    return _Batch(tokens, doc, j >= 0, np.where(j >= 0, j, -1), glens)
+
+
+def _first_occurrence(keys: np.ndarray) -> np.ndarray:
+    """For each position, the position of the first occurrence of its key (a stable sort, then group starts)."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    starts = np.concatenate(([True], sk[1:] != sk[:-1])) if sk.size else np.zeros(0, bool)
+    group = np.cumsum(starts) - 1
+    first = np.empty_like(order)
+    first[order] = order[starts][group]
+    return first
 
 
 def _leading_true_scores(dup: np.ndarray, cap: np.ndarray) -> np.ndarray:
@@ -73,13 +85,32 @@ def _leading_true_scores(dup: np.ndarray, cap: np.ndarray) -> np.ndarray:
 
 def pointwise_scores(generations: list[list[str]], index: NgramIndex | None = None,
                      prompts: list[list[str]] | None = None, max_n: int = 10,
-                     hasher: TokenHasher | None = None) -> dict[str, list[np.ndarray]]:
-    """Pointwise scores per source, one int array per generation."""
+                     context: bool = True, batch_tokens: int = 200_000) -> dict[str, list[np.ndarray]]:
+    """Pointwise scores per source, one int array per generation (``context=False``: against training only).
+    Generations are scored in batches of about ``batch_tokens`` tokens, and each look-up reads the index one shard
+    at a time, so memory stays bounded (``with index.cached():`` around the call trades memory for speed)."""
     if prompts is not None and len(prompts) != len(generations):
         raise ValueError(f"{len(prompts)} prompts for {len(generations)} generations: one prompt per generation")
     if index is not None and index.max_n < max_n:
         raise ValueError(f"the index holds n-grams up to {index.max_n}, fewer than max_n={max_n}")
-    b = _batch(generations, prompts, hasher or TokenHasher())
+    out: dict[str, list[np.ndarray]] = {}
+    start, size = 0, 0
+    for i, g in enumerate(generations):
+        size += len(g) + (len(prompts[i]) if prompts is not None else 0)
+        if size >= batch_tokens or i == len(generations) - 1:
+            part = _scores(generations[start:i + 1], index, prompts[start:i + 1] if prompts is not None else None,
+                           max_n, context)
+            for k, v in part.items():
+                out.setdefault(k, []).extend(v)
+            start, size = i + 1, 0
+    if not generations:
+        out = {k: [] for k in (SOURCES if context else ("training",))}
+    return out
+
+
+def _scores(generations: list[list[str]], index: NgramIndex | None, prompts: list[list[str]] | None, max_n: int,
+            context: bool) -> dict[str, list[np.ndarray]]:
+    b = _batch(generations, prompts)
     T = b.seq.size
     pos = np.arange(T)
     train_dup = np.zeros((max_n, T), dtype=bool)
@@ -89,6 +120,7 @@ def pointwise_scores(generations: list[list[str]], index: NgramIndex | None = No
     if T:
         firsts = np.r_[0, np.flatnonzero(np.diff(b.doc)) + 1]
         doc_start[b.doc[firsts]] = firsts
+    queries: list[tuple[int, np.ndarray, np.ndarray]] = []  # (n, hashes, end positions) to look up in training
     with np.errstate(over="ignore"):
         for n, h in enumerate(ngram_hashes(b.seq, max_n), 1):
             if not h.size:
@@ -98,24 +130,33 @@ def pointwise_scores(generations: list[list[str]], index: NgramIndex | None = No
             inside = b.doc[start] == b.doc[end]  # does not span two generations
             # training: only n-grams inside the generation matter (scores are capped at j + 2)
             gen_inside = inside & b.is_gen[start]
-            if index is not None:
-                hit = np.zeros(h.size, dtype=bool)
-                hit[gen_inside] = index.contains(h[gen_inside])
-                train_dup[n - 1, end[hit]] = True
+            queries.append((n, h[gen_inside], end[gen_inside]))
+            if not context:
+                continue
             # context: the n-gram occurs entirely before its own end, in the prompt or earlier generated text
             keys = _mix(h ^ doc_key[start])
             keys[~inside] = np.uint64(0)
-            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-            first_end = end[first][inverse]
+            first_end = end[_first_occurrence(keys)]
             # as in the reference, an n-gram that starts with its text (prompt, else generation) is never
             # tested against the context (it would be longer than it) and does not count as novel
             seen_before = inside & ((first_end < end) | (start == doc_start[b.doc[start]]))
             ctx_dup[n - 1, end[seen_before]] = True
+    if index is not None:
+        # size by size, only where the next-smaller n-gram ending at the same token was seen (if it was not, no
+        # larger one was): about as many look-ups as the reference's walk back
+        for n, h, end in queries:
+            if n > 1:
+                alive = train_dup[n - 2, end]
+                h, end = h[alive], end[alive]
+            if not h.size:
+                break
+            train_dup[n - 1, end[index.contains(h)]] = True
     gen = b.is_gen
     cap = np.minimum(b.j[gen] + 2, max_n + 1)
-    scores = {"training": _leading_true_scores(train_dup[:, gen], cap),
-              "context": _leading_true_scores(ctx_dup[:, gen], cap)}
-    scores["training_and_context"] = np.maximum(scores["training"], scores["context"])
+    scores = {"training": _leading_true_scores(train_dup[:, gen], cap)}
+    if context:
+        scores["context"] = _leading_true_scores(ctx_dup[:, gen], cap)
+        scores["training_and_context"] = np.maximum(scores["training"], scores["context"])
     splits = np.cumsum(b.gen_lengths)[:-1]
     return {k: np.split(v, splits) for k, v in scores.items()}
 
