@@ -139,3 +139,25 @@ def test_arrow_tokenization_is_pythons_split():
     expected = [t for line in lines for t in line.split() + ["<eos>"]]
     assert lengths.tolist() == [len(line.split()) + 1 for line in lines]
     assert tokens.tolist() == TokenHasher()(expected).tolist()
+
+
+def test_vectorised_hashes_and_arrow_line_reading(tmp_path):
+    import pyarrow as pa
+
+    from builders.dialogues.ngram_index import build_index_from_files, hash_strings, read_line_batches, read_lines
+
+    words = ["", "a", "ب", "مرحبا", "hello world", "x" * 300, "a", "é"]
+    arr = pa.array(["pad"] + words, pa.large_string()).slice(1)  # a sliced array: offsets do not start at 0
+    hashes = hash_strings(arr)
+    assert hashes.tolist() == [hash_strings(pa.array([w]))[0] for w in words]  # position-independent
+    assert hashes[1] == hashes[6] and len(set(hashes.tolist())) == 7
+    text = "سطر أول\r\nسطر ثان\rثالث\n\nخامس مع كلمة طويلةجدا\n" * 50 + "بلا نهاية"
+    path = tmp_path / "t.txt"
+    path.write_bytes(text.encode("utf-8"))
+    expected = [line.rstrip("\r\n") for line in read_lines([path])]
+    for block in (7, 13, 64, 1 << 20):  # blocks that cut "\r\n" pairs and multi-byte letters
+        assert [x for b in read_line_batches([path], block) for x in b.to_pylist()] == expected, block
+    a = build_index(read_lines([path]), tmp_path / "a", max_n=4, eos="<eos>")
+    b = build_index_from_files([path], tmp_path / "b", max_n=4, eos="<eos>", chunk_tokens=20)
+    assert a.meta.distinct == b.meta.distinct and a.meta.tokens == b.meta.tokens == len(text.split()) + 251
+    assert np.array_equal(np.load(tmp_path / "a" / "shard-00000.npy"), np.load(tmp_path / "b" / "shard-00000.npy"))

@@ -98,7 +98,7 @@ def _lines(path: str) -> list[list[str]]:
 def cmd_raven(args) -> int:
     import tempfile
 
-    from builders.dialogues.ngram_index import NgramIndex, build_index, read_lines
+    from builders.dialogues.ngram_index import NgramIndex, build_index_from_files
     from builders.dialogues.raven import raven_report
 
     generations = _lines(args.generated)
@@ -111,8 +111,8 @@ def cmd_raven(args) -> int:
                              f" max_n={index.max_n}: rebuild it or use matching options")
     elif args.train:
         folder = args.index or (tmp := tempfile.mkdtemp(prefix="raven-index-"))
-        index = build_index(read_lines([args.train]), folder, max_n=args.max_n, num_shards=args.shards, eos=args.eos,
-                            cross_lines=not args.no_cross_lines, progress=not args.json)
+        index = build_index_from_files([args.train], folder, max_n=args.max_n, num_shards=args.shards, eos=args.eos,
+                                       cross_lines=not args.no_cross_lines, progress=not args.json)
     else:
         raise ValueError("give --train TRAIN.txt (or --index DIR of an index built before)")
     report = raven_report(generations, index, prompts, max_n=args.max_n)

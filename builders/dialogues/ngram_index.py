@@ -32,7 +32,6 @@ from typing import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from xxhash import xxh3_64_intdigest as _xxh3
 
 FORMAT = "arabic-prompts-ngram-index"
 VERSION = 1
@@ -54,18 +53,58 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+_P1, _P2 = 0x100000001B3, 0xC2B2AE3D27D4EB4F  # odd multipliers of the two polynomial string hashes
+_P1_INV, _P2_INV = pow(_P1, -1, 2**64), pow(_P2, -1, 2**64)
+_MASK = (1 << 64) - 1
+
+
+def _powers(base: int, n: int) -> np.ndarray:
+    """base**0 .. base**(n-1) modulo 2**64."""
+    out = np.full(n, base, dtype=np.uint64)
+    if n:
+        out[0] = 1
+    with np.errstate(over="ignore"):
+        return np.cumprod(out, dtype=np.uint64)
+
+
+def hash_strings(values: pa.Array) -> np.ndarray:
+    """Stable 64-bit hashes of Arrow strings, vectorised over their UTF-8 bytes: two polynomial hashes (odd
+    multipliers, modulo 2**64) of each string's bytes, from prefix sums, combined with its length and finished with
+    splitmix64's mixer. The same value in every process and on every machine (unlike Python's ``hash``), and no
+    vocabulary is kept."""
+    values = values.cast(pa.large_string())
+    n = len(values)
+    if not n:
+        return np.empty(0, dtype=np.uint64)
+    offsets_buf, data_buf = values.buffers()[1], values.buffers()[2]
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64, count=values.offset + n + 1)[values.offset:]
+    first, last = int(offsets[0]), int(offsets[-1])
+    data = (np.frombuffer(data_buf, dtype=np.uint8, count=last)[first:] if data_buf is not None and last > first
+            else np.empty(0, dtype=np.uint8)).astype(np.uint64) + np.uint64(1)
+    starts, ends = offsets[:-1] - first, offsets[1:] - first
+    with np.errstate(over="ignore"):
+        parts = []
+        for base, inv in ((_P1, _P1_INV), (_P2, _P2_INV)):
+            prefix = np.concatenate(([np.uint64(0)], np.cumsum(data * _powers(base, data.size), dtype=np.uint64)))
+            inverse = _powers(inv, data.size + 1)
+            parts.append((prefix[ends] - prefix[starts]) * inverse[starts])  # sum of b_k * base**(k - start)
+        lengths = (ends - starts).astype(np.uint64)
+        h = parts[0] ^ ((parts[1] << np.uint64(32)) | (parts[1] >> np.uint64(32))) ^ (lengths * _K)
+        return _mix(h)
+
+
 class TokenHasher:
-    """Token -> stable 64-bit hash (xxh3-64 of its UTF-8: the same in every process and on every machine, unlike
-    Python's ``hash``; no vocabulary is kept)."""
+    """Token -> stable 64-bit hash (``hash_strings`` of its UTF-8)."""
 
     def __call__(self, tokens: list[str]) -> np.ndarray:
-        return np.fromiter((_xxh3(t.encode("utf-8")) for t in tokens), dtype=np.uint64, count=len(tokens))
+        return hash_strings(pa.array(tokens, pa.large_string()))
 
 
-def sorted_unique(values: np.ndarray) -> np.ndarray:
+def sorted_unique(values: np.ndarray, runs: bool = False) -> np.ndarray:
     """The distinct values, sorted: a sort and a neighbour test (numpy 2.4's plain ``unique`` takes a hash-table
-    path that is about 40x slower on random 64-bit values)."""
-    out = np.sort(values)
+    path that is about 40x slower on random 64-bit values). ``runs``: ``values`` is a concatenation of sorted runs,
+    which a stable sort (timsort) merges faster."""
+    out = np.sort(values, kind="stable" if runs else None)
     if out.size > 1:
         out = out[np.concatenate(([True], out[1:] != out[:-1]))]
     return out
@@ -129,7 +168,7 @@ class _ShardBuffers:
         for k, runs in enumerate(self.runs):
             if runs:
                 path = self.tmp / f"shard-{k:05d}-run-{len(self.files[k]):05d}.npy"
-                np.save(path, sorted_unique(np.concatenate(runs)))
+                np.save(path, sorted_unique(np.concatenate(runs), runs=True))
                 self.files[k].append(path)
                 self.runs[k] = []
         self.buffered = 0
@@ -139,37 +178,96 @@ class _ShardBuffers:
         self.runs[k] = []
         for p in self.files[k]:
             p.unlink()
-        return sorted_unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
+        return sorted_unique(np.concatenate(parts), runs=True) if parts else np.empty(0, dtype=np.uint64)
 
 
 def read_lines(paths: Iterable[str | Path]) -> Iterator[str]:
+    """The lines of text files, as Python reads them (universal newlines)."""
     for path in paths:
         with open(path, encoding="utf-8") as f:
             yield from f
 
 
-def tokenize_lines(lines: list[str], eos: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+_NEWLINE = "\r\n|\r|\n"  # what Python's universal newlines split on
+
+
+def read_line_batches(paths: Iterable[str | Path], block_bytes: int = 8 << 20) -> Iterator[pa.Array]:
+    """The lines of text files (the same lines as ``read_lines``, without their line ends), as Arrow string arrays
+    of about ``block_bytes`` each, split in Arrow: no Python string per line."""
+    for path in paths:
+        with open(path, "rb") as f:
+            carry = b""
+            while True:
+                block = f.read(block_bytes)
+                if not block:
+                    break
+                block = carry + block
+                cut = max(block.rfind(b"\n"), block.rfind(b"\r"))
+                if cut == len(block) - 1 and block.endswith(b"\r"):
+                    cut = block.rfind(b"\n", 0, cut)  # "\r" may start a "\r\n" that the next block ends
+                if cut < 0:
+                    carry = block
+                    continue
+                carry = block[cut + 1:]
+                yield _split_lines(block[: cut + 1], trailing_newline=True)
+            if carry:
+                yield _split_lines(carry, trailing_newline=False)
+
+
+def _split_lines(text: bytes, trailing_newline: bool) -> pa.Array:
+    try:
+        arr = pa.array([text], pa.large_binary()).cast(pa.large_string())
+    except pa.ArrowInvalid as e:
+        raise NgramIndexError(f"training text is not valid UTF-8: {e}") from e
+    lines = pc.split_pattern_regex(arr, _NEWLINE).flatten()
+    return lines.slice(0, len(lines) - 1) if trailing_newline else lines  # the empty piece after the last line end
+
+
+def tokenize_lines(lines: "list[str] | pa.Array", eos: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(token hashes, tokens per line) of whitespace-split lines, with ``eos`` after every line if given.
-    Split and deduplicated in Arrow (its whitespace is Python's ``str.split``'s): each distinct token of the
+    Split and deduplicated in Arrow (its whitespace is Python's ``str.split``'s); each distinct token of the
     batch is hashed once."""
-    split = pc.utf8_split_whitespace(pa.array(lines, pa.large_string()))
+    if not isinstance(lines, (pa.Array, pa.ChunkedArray)):
+        lines = pa.array(lines, pa.large_string())
+    split = pc.utf8_split_whitespace(lines)
     flat = split.flatten()
     keep = pc.greater(pc.binary_length(flat), 0)  # Arrow keeps empty strings around leading/trailing whitespace
     parents = pc.list_parent_indices(split).to_numpy(zero_copy_only=False)
     lengths = np.bincount(parents[keep.to_numpy(zero_copy_only=False)], minlength=len(lines)).astype(np.int64)
     encoded = pc.filter(flat, keep).dictionary_encode()
-    distinct = TokenHasher()(encoded.dictionary.to_pylist())
-    tokens = distinct[encoded.indices.to_numpy(zero_copy_only=False)] if len(encoded) else np.empty(0, np.uint64)
+    if len(encoded):
+        tokens = hash_strings(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
+    else:
+        tokens = np.empty(0, np.uint64)
     if eos is not None:
         tokens = np.insert(tokens, np.cumsum(lengths), TokenHasher()([eos])[0])
         lengths = lengths + 1
     return tokens, lengths
 
 
-def build_index(lines: Iterable[str], out: str | Path, max_n: int = 10, num_shards: int = 16,
+def _line_batches(lines: Iterable[str], chunk_chars: int) -> Iterator[pa.Array]:
+    pending, chars = [], 0
+    for line in lines:
+        pending.append(line)
+        chars += len(line)
+        if chars >= chunk_chars:
+            yield pa.array(pending, pa.large_string())
+            pending, chars = [], 0
+    if pending:
+        yield pa.array(pending, pa.large_string())
+
+
+def build_index_from_files(paths: Iterable[str | Path], out: str | Path, **options) -> "NgramIndex":
+    """``build_index`` on text files, read and split into lines in Arrow (the fast path for big corpora)."""
+    return build_index(None, out, batches=read_line_batches(paths), **options)
+
+
+def build_index(lines: Iterable[str] | None, out: str | Path, max_n: int = 10, num_shards: int = 16,
                 eos: str | None = None, cross_lines: bool = True, chunk_tokens: int = 1_000_000,
-                memory_budget_mb: int = 256, progress: bool = False) -> "NgramIndex":
-    """Stream ``lines`` (one text per line, whitespace tokens) into a new index folder ``out``."""
+                memory_budget_mb: int = 256, progress: bool = False,
+                batches: Iterable[pa.Array] | None = None) -> "NgramIndex":
+    """Stream ``lines`` (one text per line, whitespace tokens; or ``batches``, Arrow arrays of lines) into a new
+    index folder ``out``."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise NgramIndexError(f"{out}: not empty; an index is built into a new or empty folder")
@@ -178,42 +276,31 @@ def build_index(lines: Iterable[str], out: str | Path, max_n: int = 10, num_shar
     tmp = Path(tempfile.mkdtemp(prefix="ngram-runs-", dir=out))
     buffers = _ShardBuffers(num_shards, tmp, memory_budget_mb * 2**20)
     carry = np.empty(0, dtype=np.uint64)  # the last max_n - 1 tokens of the stream (cross_lines)
-    pending: list[str] = []
-    chars = 0
-    chunk_chars = 6 * chunk_tokens  # about chunk_tokens tokens of Arabic text
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(desc="index n-grams", unit=" tokens", unit_scale=True, mininterval=2)
-
-    def flush():
-        nonlocal carry, pending, chars
-        if not pending:
-            return
-        toks, lengths = tokenize_lines(pending, eos)
-        meta.lines += len(pending)
-        meta.tokens += int(toks.size)
-        if bar is not None:
-            bar.update(int(toks.size))
-        if cross_lines:
-            seq = np.concatenate([carry, toks])
-            for h in ngram_hashes(seq, max_n):
-                buffers.add(h)
-            carry = seq[-(max_n - 1):] if max_n > 1 else np.empty(0, dtype=np.uint64)
-        else:
-            line_id = np.repeat(np.arange(lengths.size), lengths)
-            for n, h in enumerate(ngram_hashes(toks, max_n), 1):
-                if h.size:
-                    buffers.add(h[line_id[: h.size] == line_id[n - 1:]])
-        pending, chars = [], 0
-
-    for line in lines:
-        pending.append(line)
-        chars += len(line)
-        if chars >= chunk_chars:
-            flush()
-    flush()
+    chunk_chars = 6 * chunk_tokens  # about chunk_tokens tokens of Arabic text (a batch may be larger)
+    for batch in batches if batches is not None else _line_batches(lines, chunk_chars):
+        step = max(1, len(batch) * chunk_chars // max(1, batch.nbytes))  # rows of about chunk_chars
+        for piece in (batch.slice(i, step) for i in range(0, len(batch), step)):
+            toks, lengths = tokenize_lines(piece, eos)
+            meta.lines += len(piece)
+            meta.tokens += int(toks.size)
+            if bar is not None:
+                bar.update(int(toks.size))
+            if cross_lines:
+                seq = np.concatenate([carry, toks])
+                for h in ngram_hashes(seq, max_n):
+                    buffers.add(h)
+                if max_n > 1 and seq.size:
+                    carry = seq[-(max_n - 1):]
+            else:
+                line_id = np.repeat(np.arange(lengths.size), lengths)
+                for n, h in enumerate(ngram_hashes(toks, max_n), 1):
+                    if h.size:
+                        buffers.add(h[line_id[: h.size] == line_id[n - 1:]])
     if bar is not None:
         bar.close()
     sizes = []

@@ -106,14 +106,14 @@ class Clock:
 def arm_ours(workdir: Path, max_n: int, shards: int) -> dict:
     import numpy as np
 
-    from builders.dialogues.ngram_index import build_index, read_lines
+    from builders.dialogues.ngram_index import build_index_from_files
     from builders.dialogues.raven import pointwise_scores
 
     gens = [line.split() for line in (workdir / "generated.txt").read_text(encoding="utf-8").splitlines()]
     base = peak_mb()
     with Clock() as build:
-        index = build_index(read_lines([workdir / "train.txt"]), workdir / "index", max_n=max_n, num_shards=shards,
-                            chunk_tokens=500_000, memory_budget_mb=64)
+        index = build_index_from_files([workdir / "train.txt"], workdir / "index", max_n=max_n, num_shards=shards,
+                                       chunk_tokens=500_000, memory_budget_mb=64)
     with Clock() as query:
         scores = pointwise_scores(gens, index, max_n=max_n, context=False)["training"]
     np.save(workdir / "scores-ours.npy", np.concatenate(scores))
