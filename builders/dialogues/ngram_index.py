@@ -4,11 +4,12 @@ What is stored: the set of 64-bit hashes of every n-gram (n = 1..max_n) of the c
 arrays, one file per shard (shard k holds the hashes in the k-th slice of the 64-bit range), plus ``meta.json``.
 That is 8 bytes per distinct n-gram, against a few hundred for a Python set of tuples of strings.
 
-How it is built: the corpus is read once, line by line, in chunks of about ``chunk_tokens`` tokens, split and
-deduplicated in Arrow; each distinct token of a chunk is hashed (xxh3-64 of its UTF-8: stable across processes
-and machines, unlike Python's ``hash``, and no vocabulary is kept); n-gram hashes are chained with numpy (``h_n = mix(h_{n-1} * K + token + n)``, splitmix64's finaliser as
-``mix``), deduplicated per chunk, routed to their shard, and spilled to sorted run files once the buffered runs pass
-``memory_budget_mb``; each shard is then merged on its own. Peak memory is about the budget plus one shard.
+How it is built: the corpus is read once, in chunks of about ``chunk_tokens`` tokens, split into lines and tokens
+in Arrow; token hashes are computed over the tokens' UTF-8 bytes at once (``hash_strings``: stable across
+processes and machines, unlike Python's ``hash``, and no vocabulary is kept); n-gram hashes are chained with
+numpy (``h_n = mix(h_{n-1} * K + token + n)``, splitmix64's finaliser as ``mix``) and buffered; past
+``memory_budget_mb`` the buffer is sorted, deduplicated and cut into one sorted run file per shard; each shard
+then merges its runs on its own. Peak memory is about twice the budget plus one shard.
 
 Lines and n-grams: as in RAVEN's reference code, the corpus is one token stream by default, so an n-gram may span
 two lines (``eos``, if given, is appended to every line first, like the reference's ``--eos``). With
@@ -58,39 +59,54 @@ _P1_INV, _P2_INV = pow(_P1, -1, 2**64), pow(_P2, -1, 2**64)
 _MASK = (1 << 64) - 1
 
 
+_POWERS: dict[int, np.ndarray] = {}
+
+
 def _powers(base: int, n: int) -> np.ndarray:
-    """base**0 .. base**(n-1) modulo 2**64."""
-    out = np.full(n, base, dtype=np.uint64)
-    if n:
-        out[0] = 1
-    with np.errstate(over="ignore"):
-        return np.cumprod(out, dtype=np.uint64)
+    """base**0 .. base**(n-1) modulo 2**64 (a table per base, grown when a longer one is needed)."""
+    table = _POWERS.get(base)
+    if table is None or table.size < n:
+        size = max(n, 2 * (table.size if table is not None else 0), 1 << 16)
+        table = np.full(size, base, dtype=np.uint64)
+        table[0] = 1
+        with np.errstate(over="ignore"):
+            table = np.cumprod(table, dtype=np.uint64)
+        _POWERS[base] = table
+    return table[:n]
 
 
-def hash_strings(values: pa.Array) -> np.ndarray:
+def hash_strings(values: pa.Array, slice_bytes: int = 1 << 18) -> np.ndarray:
     """Stable 64-bit hashes of Arrow strings, vectorised over their UTF-8 bytes: two polynomial hashes (odd
     multipliers, modulo 2**64) of each string's bytes, from prefix sums, combined with its length and finished with
     splitmix64's mixer. The same value in every process and on every machine (unlike Python's ``hash``), and no
-    vocabulary is kept."""
+    vocabulary is kept. Strings are taken about ``slice_bytes`` bytes at a time (bounded temporary memory)."""
     values = values.cast(pa.large_string())
     n = len(values)
+    out = np.empty(n, dtype=np.uint64)
     if not n:
-        return np.empty(0, dtype=np.uint64)
+        return out
     offsets_buf, data_buf = values.buffers()[1], values.buffers()[2]
     offsets = np.frombuffer(offsets_buf, dtype=np.int64, count=values.offset + n + 1)[values.offset:]
-    first, last = int(offsets[0]), int(offsets[-1])
-    data = (np.frombuffer(data_buf, dtype=np.uint8, count=last)[first:] if data_buf is not None and last > first
-            else np.empty(0, dtype=np.uint8)).astype(np.uint64) + np.uint64(1)
-    starts, ends = offsets[:-1] - first, offsets[1:] - first
-    with np.errstate(over="ignore"):
-        parts = []
-        for base, inv in ((_P1, _P1_INV), (_P2, _P2_INV)):
-            prefix = np.concatenate(([np.uint64(0)], np.cumsum(data * _powers(base, data.size), dtype=np.uint64)))
-            inverse = _powers(inv, data.size + 1)
-            parts.append((prefix[ends] - prefix[starts]) * inverse[starts])  # sum of b_k * base**(k - start)
-        lengths = (ends - starts).astype(np.uint64)
-        h = parts[0] ^ ((parts[1] << np.uint64(32)) | (parts[1] >> np.uint64(32))) ^ (lengths * _K)
-        return _mix(h)
+    data = np.frombuffer(data_buf, dtype=np.uint8, count=int(offsets[-1])) if data_buf is not None else \
+        np.empty(0, dtype=np.uint8)
+    i = 0
+    while i < n:  # strings [i, j): about slice_bytes bytes, at least one string
+        j = max(i + 1, int(np.searchsorted(offsets, offsets[i] + slice_bytes, side="right")) - 1)
+        j = min(j, n)
+        lo, hi = int(offsets[i]), int(offsets[j])
+        b = data[lo:hi].astype(np.uint64) + np.uint64(1)
+        starts, ends = offsets[i:j] - lo, offsets[i + 1:j + 1] - lo
+        with np.errstate(over="ignore"):
+            parts = []
+            for base, inv in ((_P1, _P1_INV), (_P2, _P2_INV)):
+                prefix = np.zeros(b.size + 1, dtype=np.uint64)
+                np.cumsum(b * _powers(base, b.size), dtype=np.uint64, out=prefix[1:])
+                parts.append((prefix[ends] - prefix[starts]) * _powers(inv, b.size + 1)[starts])  # sum b_k base^(k-start)
+            lengths = (ends - starts).astype(np.uint64)
+            h = parts[0] ^ ((parts[1] << np.uint64(32)) | (parts[1] >> np.uint64(32))) ^ (lengths * _K)
+            out[i:j] = _mix(h)
+        i = j
+    return out
 
 
 class TokenHasher:
@@ -100,13 +116,17 @@ class TokenHasher:
         return hash_strings(pa.array(tokens, pa.large_string()))
 
 
-def sorted_unique(values: np.ndarray, runs: bool = False) -> np.ndarray:
+def sorted_unique(values: np.ndarray, runs: bool = False, in_place: bool = False) -> np.ndarray:
     """The distinct values, sorted: a sort and a neighbour test (numpy 2.4's plain ``unique`` takes a hash-table
     path that is about 40x slower on random 64-bit values). ``runs``: ``values`` is a concatenation of sorted runs,
-    which a stable sort (timsort) merges faster."""
-    out = np.sort(values, kind="stable" if runs else None)
+    which a stable sort (timsort) merges faster. ``in_place``: sort ``values`` itself (no copy)."""
+    out = values if in_place else values.copy()
+    out.sort(kind="stable" if runs else None)
     if out.size > 1:
-        out = out[np.concatenate(([True], out[1:] != out[:-1]))]
+        keep = np.empty(out.size, dtype=bool)
+        keep[0] = True
+        np.not_equal(out[1:], out[:-1], out=keep[1:])
+        out = out[keep]
     return out
 
 
@@ -145,40 +165,45 @@ def _boundaries(num_shards: int) -> np.ndarray:
 
 
 class _ShardBuffers:
-    """Sorted unique runs per shard, spilled to disk when they pass the memory budget."""
+    """N-gram hashes buffered as they come; past the memory budget (and at the end) they are sorted, deduplicated
+    and cut into one sorted run per shard, spilled to disk; each shard then merges its runs on its own."""
 
     def __init__(self, num_shards: int, tmp: Path, budget_bytes: int):
         self.num_shards, self.tmp, self.budget = num_shards, tmp, budget_bytes
         self.bounds = _boundaries(num_shards)
-        self.runs: list[list[np.ndarray]] = [[] for _ in range(num_shards)]
+        self.pending: list[np.ndarray] = []
         self.files: list[list[Path]] = [[] for _ in range(num_shards)]
         self.buffered = 0
 
     def add(self, hashes: np.ndarray) -> None:
-        u = sorted_unique(hashes)
-        cuts = np.searchsorted(u, self.bounds[1:])
-        for k, part in enumerate(np.split(u, cuts)):
-            if part.size:
-                self.runs[k].append(part)
-                self.buffered += part.nbytes
+        self.pending.append(hashes)
+        self.buffered += hashes.nbytes
         if self.buffered > self.budget:
             self.spill()
 
     def spill(self) -> None:
-        for k, runs in enumerate(self.runs):
-            if runs:
+        if not self.pending:
+            return
+        u = np.concatenate(self.pending)
+        self.pending, self.buffered = [], 0
+        u = sorted_unique(u, in_place=True)
+        cuts = np.searchsorted(u, self.bounds[1:])
+        for k, part in enumerate(np.split(u, cuts)):
+            if part.size:
                 path = self.tmp / f"shard-{k:05d}-run-{len(self.files[k]):05d}.npy"
-                np.save(path, sorted_unique(np.concatenate(runs), runs=True))
+                np.save(path, part)
                 self.files[k].append(path)
-                self.runs[k] = []
-        self.buffered = 0
 
     def merge(self, k: int) -> np.ndarray:
-        parts = self.runs[k] + [np.load(p) for p in self.files[k]]
-        self.runs[k] = []
+        self.spill()
+        if not self.files[k]:
+            return np.empty(0, dtype=np.uint64)
+        parts = [np.load(p) for p in self.files[k]]
         for p in self.files[k]:
             p.unlink()
-        return sorted_unique(np.concatenate(parts), runs=True) if parts else np.empty(0, dtype=np.uint64)
+        merged = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        del parts
+        return merged if len(self.files[k]) == 1 else sorted_unique(merged, runs=True, in_place=True)
 
 
 def read_lines(paths: Iterable[str | Path]) -> Iterator[str]:
@@ -191,7 +216,7 @@ def read_lines(paths: Iterable[str | Path]) -> Iterator[str]:
 _NEWLINE = "\r\n|\r|\n"  # what Python's universal newlines split on
 
 
-def read_line_batches(paths: Iterable[str | Path], block_bytes: int = 8 << 20) -> Iterator[pa.Array]:
+def read_line_batches(paths: Iterable[str | Path], block_bytes: int = 2 << 20) -> Iterator[pa.Array]:
     """The lines of text files (the same lines as ``read_lines``, without their line ends), as Arrow string arrays
     of about ``block_bytes`` each, split in Arrow: no Python string per line."""
     for path in paths:
@@ -225,8 +250,7 @@ def _split_lines(text: bytes, trailing_newline: bool) -> pa.Array:
 
 def tokenize_lines(lines: "list[str] | pa.Array", eos: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(token hashes, tokens per line) of whitespace-split lines, with ``eos`` after every line if given.
-    Split and deduplicated in Arrow (its whitespace is Python's ``str.split``'s); each distinct token of the
-    batch is hashed once."""
+    Split in Arrow (its whitespace is Python's ``str.split``'s) and hashed over the tokens' bytes at once."""
     if not isinstance(lines, (pa.Array, pa.ChunkedArray)):
         lines = pa.array(lines, pa.large_string())
     split = pc.utf8_split_whitespace(lines)
@@ -234,11 +258,7 @@ def tokenize_lines(lines: "list[str] | pa.Array", eos: str | None = None) -> tup
     keep = pc.greater(pc.binary_length(flat), 0)  # Arrow keeps empty strings around leading/trailing whitespace
     parents = pc.list_parent_indices(split).to_numpy(zero_copy_only=False)
     lengths = np.bincount(parents[keep.to_numpy(zero_copy_only=False)], minlength=len(lines)).astype(np.int64)
-    encoded = pc.filter(flat, keep).dictionary_encode()
-    if len(encoded):
-        tokens = hash_strings(encoded.dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
-    else:
-        tokens = np.empty(0, np.uint64)
+    tokens = hash_strings(pc.filter(flat, keep))
     if eos is not None:
         tokens = np.insert(tokens, np.cumsum(lengths), TokenHasher()([eos])[0])
         lengths = lengths + 1

@@ -103,7 +103,7 @@ class Clock:
         return r.ru_utime + r.ru_stime
 
 
-def arm_ours(workdir: Path, max_n: int, shards: int) -> dict:
+def arm_ours(workdir: Path, max_n: int, shards: int, budget: int = 16) -> dict:
     import numpy as np
 
     from builders.dialogues.ngram_index import build_index_from_files
@@ -113,16 +113,18 @@ def arm_ours(workdir: Path, max_n: int, shards: int) -> dict:
     base = peak_mb()
     with Clock() as build:
         index = build_index_from_files([workdir / "train.txt"], workdir / "index", max_n=max_n, num_shards=shards,
-                                       chunk_tokens=500_000, memory_budget_mb=64)
+                                       chunk_tokens=250_000, memory_budget_mb=budget)
+    build_peak = peak_mb()
     with Clock() as query:
         scores = pointwise_scores(gens, index, max_n=max_n, context=False)["training"]
     np.save(workdir / "scores-ours.npy", np.concatenate(scores))
     size = sum(p.stat().st_size for p in (workdir / "index").glob("shard-*.npy"))
     return {"build_s": build.cpu, "query_s": query.cpu, "build_wall_s": build.wall, "query_wall_s": query.wall,
-            "peak_mb": peak_mb(), "start_mb": base, "distinct_ngrams": index.meta.distinct, "index_mb": size / 2**20}
+            "peak_mb": peak_mb(), "start_mb": base, "build_peak_mb": build_peak, "distinct_ngrams": index.meta.distinct,
+            "index_mb": size / 2**20}
 
 
-def arm_baseline(workdir: Path, max_n: int, shards: int) -> dict:
+def arm_baseline(workdir: Path, max_n: int, shards: int, budget: int = 16) -> dict:
     import numpy as np
     from dialogues_fixtures import naive_training_ngrams, naive_training_scores
 
@@ -131,11 +133,12 @@ def arm_baseline(workdir: Path, max_n: int, shards: int) -> dict:
     with Clock() as build:
         with open(workdir / "train.txt", encoding="utf-8") as f:
             grams = naive_training_ngrams(f, max_n)
+    build_peak = peak_mb()
     with Clock() as query:
         scores = naive_training_scores(gens, grams, max_n)
     np.save(workdir / "scores-baseline.npy", np.array([s for g in scores for s in g], dtype=np.int64))
     return {"build_s": build.cpu, "query_s": query.cpu, "build_wall_s": build.wall, "query_wall_s": query.wall,
-            "peak_mb": peak_mb(), "start_mb": base, "distinct_ngrams": len(grams)}
+            "peak_mb": peak_mb(), "start_mb": base, "build_peak_mb": build_peak, "distinct_ngrams": len(grams)}
 
 
 def main() -> None:
@@ -144,12 +147,13 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=20000)
     parser.add_argument("--max-n", type=int, default=10)
     parser.add_argument("--shards", type=int, default=32)
+    parser.add_argument("--memory-budget-mb", type=int, default=16, help="the index build's buffer before it spills")
     parser.add_argument("--arm", choices=["ours", "baseline"], help=argparse.SUPPRESS)  # one arm, in a child
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.arm:
         fn = arm_ours if args.arm == "ours" else arm_baseline
-        print(json.dumps(fn(Path(args.workdir), args.max_n, args.shards)))
+        print(json.dumps(fn(Path(args.workdir), args.max_n, args.shards, args.memory_budget_mb)))
         return
     if not SHARED.is_dir():
         raise SystemExit(f"shared data not found at {SHARED}")
@@ -164,7 +168,8 @@ def main() -> None:
         results = {}
         for arm in ("ours", "baseline"):
             proc = subprocess.run([sys.executable, __file__, "--arm", arm, "--workdir", str(workdir), "--max-n",
-                                   str(args.max_n), "--shards", str(args.shards)], capture_output=True, text=True)
+                                   str(args.max_n), "--shards", str(args.shards), "--memory-budget-mb",
+                                   str(args.memory_budget_mb)], capture_output=True, text=True)
             if proc.returncode:
                 raise SystemExit(f"{arm} arm failed:\n{proc.stderr[-3000:]}")
             results[arm] = json.loads(proc.stdout.strip().splitlines()[-1])
