@@ -262,3 +262,38 @@ def test_other_options_start_afresh_and_foreign_folders_are_refused(tmp_path):
     with pytest.raises(ValueError, match="--turns"):
         GenerateConfig(out=tmp_path, backend=scripted_factory, num_turns=1)
     assert sys.executable  # the CLI runs under this interpreter (conftest.CLI)
+
+
+def test_vllm_backend_asks_one_seed_per_conversation(monkeypatch):
+    """vLLM needs CUDA and cannot be installed here: a stand-in module records what our backend asks of its
+    documented offline API (LLM(...).generate(prompts, [SamplingParams(seed=...)]))."""
+    import types
+
+    from builders.dialogues.backends import VLLMBackend
+
+    asked = {}
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    class LLM:
+        def __init__(self, **kw):
+            asked["llm"] = kw
+
+        def get_tokenizer(self):
+            return None
+
+        def generate(self, prompts, params):
+            asked["prompts"], asked["params"] = prompts, [p.kw for p in params]
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=EGYPTIAN + "\n### Input: [|Human|] x")])
+                    for _ in prompts]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    backend = VLLMBackend("inceptionai/jais-13b-chat", sampling=SamplingConfig(max_new_tokens=99))
+    replies = backend.generate(["اكتب محادثة", "اكتب أخرى"], [7, 8])
+    assert replies == [EGYPTIAN + "\n", EGYPTIAN + "\n"]
+    assert asked["llm"]["trust_remote_code"] is False and asked["llm"]["model"] == "inceptionai/jais-13b-chat"
+    assert [p["seed"] for p in asked["params"]] == [7, 8] and asked["params"][0]["max_tokens"] == 99
+    assert asked["params"][0]["temperature"] == 0.3 and "### Input:" in asked["params"][0]["stop"]
+    assert asked["prompts"][1].endswith("### Input: [|Human|] اكتب أخرى\n### Response: [|AI|]")

@@ -115,3 +115,14 @@ def test_prompt_errors_and_version(tmp_path):
     edited = tmp_path / "edited.yaml"
     edited.write_text(src.replace("واقعية", "طبيعية"), encoding="utf-8")
     assert DialoguePrompt.load(edited).prompt_version != DialoguePrompt.load().prompt_version
+
+
+def test_grid_and_preview_commands():
+    from conftest import run_cli
+
+    out = run_cli("dialogues", "grid", "countries").stdout
+    assert len([line for line in out.splitlines() if line.strip()]) == 151 + 1
+    assert "93 topics x 151 countries = 14043 cells" in out and "egypt" in out and "arz" in out
+    shown = run_cli("dialogues", "preview", "--topic", "coffee_tea", "--country", "kuwait", "--prompt-format",
+                    "jais").stdout
+    assert "### Instruction: اسمك جيس" in shown and "اللهجة الكويتية" in shown and "### Response: [|AI|]" in shown

@@ -131,18 +131,23 @@ def sorted_unique(values: np.ndarray, runs: bool = False, in_place: bool = False
     return out
 
 
-def ngram_hashes(tokens: np.ndarray, max_n: int) -> list[np.ndarray]:
-    """``[h_1, ..., h_max_n]``: ``h_n[i]`` is the hash of the n-gram starting at token ``i`` (length ``L - n + 1``)."""
+def iter_ngram_hashes(tokens: np.ndarray, max_n: int) -> Iterator[np.ndarray]:
+    """``h_1, ..., h_max_n`` one at a time: ``h_n[i]`` is the hash of the n-gram starting at token ``i`` (length
+    ``L - n + 1``; empty when ``L < n``)."""
     with np.errstate(over="ignore"):
         h = _mix(tokens + np.uint64(1))
-        out = [h]
+        yield h
         for n in range(2, max_n + 1):
             if len(tokens) < n:
-                out.append(np.empty(0, dtype=np.uint64))
-                continue
-            h = _mix(h[:-1] * _K + tokens[n - 1:] + np.uint64(n))
-            out.append(h)
-    return out
+                h = np.empty(0, dtype=np.uint64)
+            else:
+                h = _mix(h[:-1] * _K + tokens[n - 1:] + np.uint64(n))
+            yield h
+
+
+def ngram_hashes(tokens: np.ndarray, max_n: int) -> list[np.ndarray]:
+    """``[h_1, ..., h_max_n]`` (``iter_ngram_hashes`` as a list)."""
+    return list(iter_ngram_hashes(tokens, max_n))
 
 
 @dataclass
@@ -313,13 +318,13 @@ def build_index(lines: Iterable[str] | None, out: str | Path, max_n: int = 10, n
                 bar.update(int(toks.size))
             if cross_lines:
                 seq = np.concatenate([carry, toks])
-                for h in ngram_hashes(seq, max_n):
+                for h in iter_ngram_hashes(seq, max_n):
                     buffers.add(h)
                 if max_n > 1 and seq.size:
                     carry = seq[-(max_n - 1):]
             else:
                 line_id = np.repeat(np.arange(lengths.size), lengths)
-                for n, h in enumerate(ngram_hashes(toks, max_n), 1):
+                for n, h in enumerate(iter_ngram_hashes(toks, max_n), 1):
                     if h.size:
                         buffers.add(h[line_id[: h.size] == line_id[n - 1:]])
     if bar is not None:

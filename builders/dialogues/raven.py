@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from builders.dialogues.ngram_index import NgramIndex, _mix, ngram_hashes, tokenize_lines
+from builders.dialogues.ngram_index import NgramIndex, _mix, iter_ngram_hashes, tokenize_lines
 
 SOURCES = ("training", "context", "training_and_context")
 HEADLINE_SOURCE = "training_and_context"
@@ -79,8 +79,12 @@ def _first_occurrence(keys: np.ndarray) -> np.ndarray:
 
 def _leading_true_scores(dup: np.ndarray, cap: np.ndarray) -> np.ndarray:
     """Per token: 1 + (number of consecutive duplicated sizes from n = 1), capped. ``dup`` is (max_n, T)."""
-    leading = np.cumprod(dup, axis=0).sum(axis=0)
-    return np.minimum(leading + 1, cap)
+    score = np.ones(dup.shape[1], dtype=np.int64)
+    alive = np.ones(dup.shape[1], dtype=bool)
+    for row in dup:
+        alive &= row
+        score += alive
+    return np.minimum(score, cap)
 
 
 def pointwise_scores(generations: list[list[str]], index: NgramIndex | None = None,
@@ -112,7 +116,7 @@ def _scores(generations: list[list[str]], index: NgramIndex | None, prompts: lis
             context: bool) -> dict[str, list[np.ndarray]]:
     b = _batch(generations, prompts)
     T = b.seq.size
-    pos = np.arange(T)
+    pos = np.arange(T, dtype=np.int32 if T < 2**31 else np.int64)
     train_dup = np.zeros((max_n, T), dtype=bool)
     ctx_dup = np.zeros((max_n, T), dtype=bool)
     doc_key = _mix(b.doc.astype(np.uint64) + np.uint64(0x5151))  # makes a context n-gram hash per generation
@@ -120,17 +124,28 @@ def _scores(generations: list[list[str]], index: NgramIndex | None, prompts: lis
     if T:
         firsts = np.r_[0, np.flatnonzero(np.diff(b.doc)) + 1]
         doc_start[b.doc[firsts]] = firsts
-    queries: list[tuple[int, np.ndarray, np.ndarray]] = []  # (n, hashes, end positions) to look up in training
+    # Training look-ups size by size, each only where the next-smaller n-gram ending at the same token was seen (if
+    # it was not, no larger one was): sizes 1-3 one pass each, larger sizes gathered where the 3-gram was seen
+    # (copied text goes on for long) into one last pass; about as many look-ups as the reference's walk back.
+    stepwise = min(3, max_n)
+    rest: list[tuple[int, np.ndarray, np.ndarray]] = []
     with np.errstate(over="ignore"):
-        for n, h in enumerate(ngram_hashes(b.seq, max_n), 1):
+        for n, h in enumerate(iter_ngram_hashes(b.seq, max_n), 1):
             if not h.size:
                 continue
             start = pos[: h.size]
-            end = start + n - 1
+            end = start + (n - 1)
             inside = b.doc[start] == b.doc[end]  # does not span two generations
-            # training: only n-grams inside the generation matter (scores are capped at j + 2)
-            gen_inside = inside & b.is_gen[start]
-            queries.append((n, h[gen_inside], end[gen_inside]))
+            if index is not None:
+                # only n-grams inside the generation matter (scores are capped at j + 2)
+                ask = inside & b.is_gen[start]
+                if n > 1:
+                    ask &= train_dup[min(n, stepwise + 1) - 2, end]
+                if n <= stepwise:
+                    q_end = end[ask]
+                    train_dup[n - 1, q_end[index.contains(h[ask])]] = True
+                elif ask.any():
+                    rest.append((n, h[ask], end[ask]))
             if not context:
                 continue
             # context: the n-gram occurs entirely before its own end, in the prompt or earlier generated text
@@ -141,16 +156,12 @@ def _scores(generations: list[list[str]], index: NgramIndex | None, prompts: lis
             # tested against the context (it would be longer than it) and does not count as novel
             seen_before = inside & ((first_end < end) | (start == doc_start[b.doc[start]]))
             ctx_dup[n - 1, end[seen_before]] = True
-    if index is not None:
-        # size by size, only where the next-smaller n-gram ending at the same token was seen (if it was not, no
-        # larger one was): about as many look-ups as the reference's walk back
-        for n, h, end in queries:
-            if n > 1:
-                alive = train_dup[n - 2, end]
-                h, end = h[alive], end[alive]
-            if not h.size:
-                break
-            train_dup[n - 1, end[index.contains(h)]] = True
+    if rest:
+        hits = index.contains(np.concatenate([h for _, h, _ in rest]))
+        at = 0
+        for n, h, end in rest:
+            train_dup[n - 1, end[hits[at:at + h.size]]] = True
+            at += h.size
     gen = b.is_gen
     cap = np.minimum(b.j[gen] + 2, max_n + 1)
     scores = {"training": _leading_true_scores(train_dup[:, gen], cap)}
