@@ -339,7 +339,8 @@ def _hub_snapshot(folder: Path, premises: list[str]) -> None:
 
     (folder / "ar").mkdir(parents=True, exist_ok=True)
     for split in ("train", "validation", "test"):
-        rows = [{"premise": f"{p} ({split})", "hypothesis": "الجو جميل اليوم.", "label": i % 3}
+        # each row its own hypothesis: rows that share a text are linked into one split by the builder
+        rows = [{"premise": f"{p} ({split})", "hypothesis": f"الجو جميل اليوم في {split} رقم {i}.", "label": i % 3}
                 for i, p in enumerate(premises)]
         pq.write_table(pa.Table.from_pylist(rows), folder / "ar" / f"{split}-00000-of-00001.parquet")
     (folder / "README.md").write_text(

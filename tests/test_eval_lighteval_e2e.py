@@ -266,5 +266,4 @@ def test_lighteval_cli_end_to_end(built, tmp_path):
     assert card.data.library_name == "peft"
     got = {r.dataset_config: r.metric_value for r in card.data.eval_results}
     assert got["sentiment_analysis"] == pytest.approx(round(lora_sa["rougeL_ar"], 4))
-    print(f"lighteval e2e: {time.time() - t0:.1f}s")
-    assert time.time() - t0 < 240
+    print(f"lighteval e2e: {time.time() - t0:.1f}s")  # a figure for the log, not a timed assertion
