@@ -41,11 +41,14 @@ CSS = """
 html, body, gradio-app, .gradio-container { direction: rtl; }
 .gradio-container [dir="ltr"]:not(pre):not(code) { direction: rtl; }
 .gradio-container { font-family: "Noto Naskh Arabic", "Noto Sans Arabic", "Amiri", "DejaVu Sans", sans-serif; }
-.message-wrap .message, .message-wrap .message *, textarea, .examples, label, .label-wrap, .block-info, .prose {
+.message-wrap .message :is(p, li, h1, h2, h3, h4, blockquote, td, th),
+.prose :is(p, li, h1, h2, h3, h4, blockquote, td, th), .example-text, textarea, label span, .info-text {
   unicode-bidi: plaintext; text-align: start;
 }
 .message-wrap .message { font-size: 1.05rem; line-height: 1.8; }
 pre, code { direction: ltr; unicode-bidi: isolate; text-align: left; }
+/* sliders run right to left like the page, their filled part too (Gradio paints the fill left to right) */
+input[type="range"] { direction: ltr; transform: scaleX(-1); }
 #model-banner { border-inline-start: 4px solid var(--color-accent); padding-inline-start: .75rem; }
 """
 HEAD = """<script>
@@ -63,13 +66,14 @@ SUBTITLE = "Arabic Prompts chat: our LoRA fine-tune of Qwen2-7B on Arabic instru
 
 
 def _banner(engine: Engine) -> str:
-    if engine.settings.adapter:
-        return (f"النموذج: **{engine.description}** — مضبوط على مجموعة "
-                "[arabic-prompts](https://huggingface.co/datasets/arabic-prompts/arabic-prompts).")
-    return (f"⚠️ **لم يُضبط مُحوِّل (ADAPTER)**: هذا هو النموذج الأساسي `{engine.settings.base_model}` وحده، "
-            "وليس نموذجنا المضبوط.\n\n"
-            f"⚠️ **No adapter configured (ADAPTER is unset)**: this is the base model `{engine.settings.base_model}` "
-            "alone, not our fine-tuned model.")
+    base, adapter = engine.settings.base_model, engine.settings.adapter
+    dataset = "[arabic-prompts](https://huggingface.co/datasets/arabic-prompts/arabic-prompts)"
+    if adapter:
+        return (f"النموذج: `{base}` مع محوّل LoRA `{adapter}`، مضبوط على مجموعة {dataset}.\n\n"
+                f"Model: `{base}` with the LoRA adapter `{adapter}`, fine-tuned on {dataset}.")
+    return (f"⚠️ **لم يُضبط مُحوِّل (ADAPTER)**: هذا هو النموذج الأساسي `{base}` وحده، وليس نموذجنا المضبوط.\n\n"
+            f"⚠️ **No adapter configured (ADAPTER is unset)**: this is the base model `{base}` alone, "
+            "not our fine-tuned model.")
 
 
 def build_demo(engine: Engine) -> gr.Blocks:
