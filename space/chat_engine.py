@@ -371,9 +371,9 @@ def reply_stream(engine: Engine, message, history: list[dict], system: str | Non
     if len(text) > settings.max_input_chars:
         yield too_long_notice(len(text), settings.max_input_chars)
         return
-    temperature = settings_default(temperature, 0.7)
-    top_p = settings_default(top_p, 0.9)
-    max_new_tokens = int(settings_default(max_new_tokens, settings.default_max_new_tokens))
+    temperature = _or_default(temperature, 0.7)
+    top_p = _or_default(top_p, 0.9)
+    max_new_tokens = int(_or_default(max_new_tokens, settings.default_max_new_tokens))
     try:
         prompt = engine.build_prompt(system if system is not None else settings.system_prompt, history, text,
                                      max_new_tokens)
@@ -401,25 +401,40 @@ def reply_stream(engine: Engine, message, history: list[dict], system: str | Non
     yield reply if reply.strip() else f"{NOTICE} لم يولّد النموذج ردًا.\nThe model produced no reply."
 
 
-def settings_default(value, default):
+def _or_default(value, default):
     return default if value is None else value
 
 
 # ------------------------------------------------------------------------------------------------ loading
-def _adapter_base(adapter: str) -> str | None:
+ADAPTER_FILES = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.md"]  # never *.bin / *.pt
+
+
+def adapter_folder(adapter: str) -> Path:
+    """The adapter as a local folder with ``adapter_model.safetensors``: a folder as it is, a Hub id downloaded
+    without pickles. PEFT itself would fall back to a pickled ``adapter_model.bin``; here that is refused."""
+    path = Path(adapter)
+    if not path.is_dir():
+        from huggingface_hub import snapshot_download
+
+        path = Path(snapshot_download(adapter, allow_patterns=ADAPTER_FILES))
+    if not (path / "adapter_model.safetensors").is_file():
+        raise ValueError(f"ADAPTER {adapter}: no adapter_model.safetensors (pickled weights are never loaded)")
+    return path
+
+
+def _adapter_base(adapter: Path) -> str | None:
     """The base model an adapter was trained on (adapter_config.json's base_model_name_or_path)."""
-    from peft import PeftConfig
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    return config.get("base_model_name_or_path")
 
-    return PeftConfig.from_pretrained(adapter).base_model_name_or_path
 
-
-def _load_tokenizer(settings: Settings):
+def _load_tokenizer(settings: Settings, adapter: Path | None):
     from transformers import AutoTokenizer
 
     tokenizer = None
-    if settings.adapter:  # the adapter's tokenizer carries the chat template it was trained with
+    if adapter is not None:  # the adapter's tokenizer carries the chat template it was trained with
         with suppress(OSError, ValueError):
-            tokenizer = AutoTokenizer.from_pretrained(settings.adapter, trust_remote_code=False)
+            tokenizer = AutoTokenizer.from_pretrained(adapter, trust_remote_code=False)
     source = settings.adapter if tokenizer is not None else settings.base_model
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(settings.base_model, trust_remote_code=False)
@@ -436,20 +451,21 @@ def load_engine(settings: Settings | None = None) -> Engine:
     from transformers import AutoModelForCausalLM
 
     settings = settings or Settings.from_env()
-    if settings.adapter and not os.environ.get("BASE_MODEL", "").strip():
-        settings.base_model = _adapter_base(settings.adapter) or settings.base_model
+    adapter = adapter_folder(settings.adapter) if settings.adapter else None
+    if adapter is not None and not os.environ.get("BASE_MODEL", "").strip():
+        settings.base_model = _adapter_base(adapter) or settings.base_model
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else (torch.float16 if cuda else torch.float32)
-    tokenizer, template_source = _load_tokenizer(settings)
+    tokenizer, template_source = _load_tokenizer(settings, adapter)
     log.info("loading %s on %s (%s)", settings.base_model, device, str(dtype).removeprefix("torch."))
     model = AutoModelForCausalLM.from_pretrained(settings.base_model, dtype=dtype, use_safetensors=True,
                                                  trust_remote_code=False)
-    if settings.adapter:
+    if adapter is not None:
         from peft import PeftModel
 
         log.info("applying the LoRA adapter %s", settings.adapter)
-        model = PeftModel.from_pretrained(model, settings.adapter, use_safetensors=True)
+        model = PeftModel.from_pretrained(model, adapter)  # adapter_folder() made sure it is safetensors
         description = f"{settings.base_model} + LoRA {settings.adapter}"
     else:
         log.warning("ADAPTER is not set: serving the base model %s alone, not the fine-tuned model",
@@ -459,10 +475,11 @@ def load_engine(settings: Settings | None = None) -> Engine:
     window = min(v for v in (getattr(model.config, "max_position_embeddings", None),
                              tokenizer.model_max_length if tokenizer.model_max_length < 10**7 else None,
                              settings.context_tokens) if v)
-    eos = {t for t in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(t, int)}
-    eos.discard(tokenizer.unk_token_id) if tokenizer.unk_token_id is not None else None
+    # a turn ends at eos or at ChatML's <|im_end|> (when the vocabulary has it), and at the model's own eos ids
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    eos |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if isinstance(gen_eos, int) else [])
+    candidates = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                  *(gen_eos if isinstance(gen_eos, list) else [gen_eos])]
+    eos = {t for t in candidates if isinstance(t, int) and t != tokenizer.unk_token_id}
     log.info("ready: %s; chat template from %s; context %d tokens", description, template_source, window)
     return Engine(model=model, tokenizer=tokenizer, settings=settings, device=device, context_tokens=window,
                   eos_token_ids=sorted(eos), description=description)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +139,7 @@ def make_space_venv() -> Path:
 
 @pytest.fixture(scope="session")
 def space_python() -> Path:
-    return make_space_venv()
+    return _prepared("venv", make_space_venv)
 
 
 # ---------------------------------------------------------------------------------------------- chromium
@@ -157,7 +158,43 @@ def ensure_chromium() -> Path:
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    return ensure_chromium()
+    return _prepared("chromium", ensure_chromium)
+
+
+# ---------------------------------------------------------------------------------------------- set-up early
+class _Background(threading.Thread):
+    def __init__(self, fn):
+        super().__init__(daemon=True, name=f"space-setup-{fn.__name__}")
+        self.fn, self.result, self.error = fn, None, None
+
+    def run(self):
+        try:
+            self.result = self.fn()
+        except BaseException as e:  # noqa: BLE001 -- raised in the fixture that needs it
+            self.error = e
+
+
+_BACKGROUND: dict[str, _Background] = {}
+
+
+def _prepared(name: str, fn):
+    job = _BACKGROUND.get(name)
+    if job is None:
+        return fn()
+    job.join()
+    if job.error is not None:
+        raise job.error
+    return job.result
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The two slow, mostly-waiting set-ups (pip filling the Space venv, apt fetching chromium) start right after
+    collection, in the background, when a collected test needs them; the tests before them run meanwhile."""
+    needed = {name for item in items for name in getattr(item, "fixturenames", ())}
+    for name, fixture, fn in (("venv", "space_python", make_space_venv), ("chromium", "chromium", ensure_chromium)):
+        if fixture in needed and name not in _BACKGROUND:
+            _BACKGROUND[name] = _Background(fn)
+            _BACKGROUND[name].start()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The Space's model side (space/chat_engine.py) on a tiny random Qwen2 + LoRA adapter built in-process:
 loading, prompts that fit the window, notices, streaming, Stop, errors, secrets. The page itself is driven in
-a real browser by test_space_browser.py."""
+a real browser by test_space_ui.py."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import sys
 import threading
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,35 @@ def test_load_refuses_weights_that_are_not_safetensors(tiny_chat_model, tmp_path
     assert not list(pickled.glob("*.safetensors")) and list(pickled.glob("*.bin"))
     with pytest.raises(OSError, match="safetensors"):
         ce.load_engine(ce.Settings(base_model=str(pickled)))
+
+
+def test_adapters_load_from_safetensors_only(tiny_chat_model, tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub
+    import torch
+    from safetensors.torch import load_file
+
+    base, adapter = tiny_chat_model
+    pickled = tmp_path / "pickled_adapter"  # the same adapter as adapter_model.bin, which PEFT alone would load
+    shutil.copytree(adapter, pickled, ignore=shutil.ignore_patterns("*.safetensors"))
+    torch.save(load_file(adapter / "adapter_model.safetensors"), pickled / "adapter_model.bin")
+    with pytest.raises(ValueError, match="no adapter_model.safetensors"):
+        ce.load_engine(ce.Settings(base_model=str(base), adapter=str(pickled)))
+    # a Hub id is downloaded without pickles (the Hub is mocked: it cannot be reached here)
+    asked = {}
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, **kwargs):
+        asked.update(repo_id=repo_id, allow_patterns=allow_patterns)
+        return str(pickled)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    with pytest.raises(ValueError, match="ADAPTER org/adapter: no adapter_model.safetensors"):
+        ce.adapter_folder("org/adapter")
+    patterns = asked["allow_patterns"]
+    assert asked["repo_id"] == "org/adapter" and any(fnmatch("adapter_model.safetensors", p) for p in patterns)
+    assert not any(fnmatch(f, p) for p in patterns for f in ("adapter_model.bin", "training_args.bin", "x.pt"))
+    assert ce.adapter_folder(str(adapter)) == adapter
 
 
 def test_history_is_truncated_oldest_first_and_the_system_prompt_kept(engine):
