@@ -49,6 +49,9 @@ html, body, gradio-app, .gradio-container { direction: rtl; }
 pre, code { direction: ltr; unicode-bidi: isolate; text-align: left; }
 /* sliders run right to left like the page, their filled part too (Gradio paints the fill left to right) */
 input[type="range"] { direction: ltr; transform: scaleX(-1); }
+/* the chat's corner label and buttons swap sides too (Gradio places them with left/right) */
+#chat [data-testid="block-label"] { left: auto; right: 0; }
+#chat .top-panel { right: auto; left: var(--block-label-margin); }
 #model-banner { border-inline-start: 4px solid var(--color-accent); padding-inline-start: .75rem; }
 """
 HEAD = """<script>

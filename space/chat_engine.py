@@ -412,8 +412,10 @@ ADAPTER_FILES = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.md
 def adapter_folder(adapter: str) -> Path:
     """The adapter as a local folder with ``adapter_model.safetensors``: a folder as it is, a Hub id downloaded
     without pickles. PEFT itself would fall back to a pickled ``adapter_model.bin``; here that is refused."""
-    path = Path(adapter)
+    path = Path(adapter).expanduser()
     if not path.is_dir():
+        if adapter.startswith(("/", ".", "~")) or adapter.count("/") != 1:
+            raise ValueError(f"ADAPTER {adapter}: no such folder, and not a Hub id (ORG/NAME)")
         from huggingface_hub import snapshot_download
 
         path = Path(snapshot_download(adapter, allow_patterns=ADAPTER_FILES))

@@ -100,6 +100,8 @@ def test_adapters_load_from_safetensors_only(tiny_chat_model, tmp_path, monkeypa
     assert asked["repo_id"] == "org/adapter" and any(fnmatch("adapter_model.safetensors", p) for p in patterns)
     assert not any(fnmatch(f, p) for p in patterns for f in ("adapter_model.bin", "training_args.bin", "x.pt"))
     assert ce.adapter_folder(str(adapter)) == adapter
+    with pytest.raises(ValueError, match="no such folder, and not a Hub id"):
+        ce.adapter_folder(str(tmp_path / "missing"))
 
 
 def test_history_is_truncated_oldest_first_and_the_system_prompt_kept(engine):

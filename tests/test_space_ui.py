@@ -4,12 +4,15 @@ Screenshots go to each test's tmp_path."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 
 BOT = '[data-testid="bot"]'
 TEXTBOX = "#message textarea"
+EXAMPLES = Path(__file__).resolve().parents[1] / "space" / "examples.json"
 
 
 @pytest.fixture
@@ -72,6 +75,10 @@ def test_space_page_is_right_to_left(page, tmp_path):
     label = page.eval_on_selector("#temperature [data-testid=block-info]", "e => e.getBoundingClientRect().right")
     assert box - label < 40, (box, label)
     page.screenshot(path=tmp_path / "rtl_page.png", full_page=True)
+    # an example fills the textbox with its prompt (a real test prompt), ready to read, edit and send
+    page.locator("#chat button.example").first.click()
+    first = json.loads(EXAMPLES.read_text(encoding="utf-8"))["examples"][0]["text"]
+    wait_for(lambda: page.locator(TEXTBOX).input_value() == first, 10, "the example in the textbox")
 
 
 def test_space_streams_a_reply_and_stop_ends_generation(page, space_app, tmp_path):
