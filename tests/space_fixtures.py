@@ -89,7 +89,8 @@ def make_examples(build: Path) -> dict:
                       key=lambda r: (len(r["inputs"]), r["id"]))
         row = rows[len(rows) // 4]
         examples.append({"label": labels[task], "family": family, "task": task, "dataset_name": row["dataset_name"],
-                         "template_name": row["template_name"], "id": row["id"], "text": row["inputs"]})
+                         "template_name": row["template_name"], "id": row["id"], "source_id": row["source_id"],
+                         "text": row["inputs"]})
     return {"about": "Real test-split prompts of a build of the shared data (tests/space_fixtures.py examples); "
                      "the test test_space_examples checks each against a fresh build.",
             "build": {"datasets": sorted(EXAMPLE_SOURCES), "limit": EXAMPLE_LIMIT}, "examples": examples}

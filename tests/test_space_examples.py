@@ -21,8 +21,8 @@ def test_space_examples_are_test_prompts_of_a_shared_data_build(example_build):
         row = rows.get(example["id"])
         assert row is not None, f"{example['label']}: {example['id']} is no test prompt of the build; {REGENERATE}"
         assert row["inputs"] == example["text"], f"{example['label']}: the text differs from the build; {REGENERATE}"
-        assert (row["split"], row["dataset_name"], row["template_name"]) == \
-            ("test", example["dataset_name"], example["template_name"])
+        assert (row["split"], row["dataset_name"], row["template_name"], row["source_id"]) == \
+            ("test", example["dataset_name"], example["template_name"], example["source_id"])
         train = {r["inputs"] for r in split_prompts(example_build, example["task"], "train")}
         assert example["text"] not in train  # a held-out prompt, not one the model was trained on
     assert make_examples(example_build) == data, REGENERATE  # the file is exactly what the script writes
