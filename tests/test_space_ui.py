@@ -143,6 +143,37 @@ def test_space_answers_over_long_and_empty_input_with_a_notice(page, space_app, 
     assert space_app.process.poll() is None
 
 
+def test_space_queue_runs_at_most_concurrency_generations_at_once(browser, space_app):
+    """Three visitors at once with CONCURRENCY=2: the third reply waits in the queue for a free slot."""
+    before = last_started(space_app)
+    pages = []
+    try:
+        for _ in range(3):
+            p = browser.new_page()
+            pages.append(p)
+            p.goto(space_app.url, wait_until="load")
+            p.wait_for_selector(TEXTBOX, timeout=60_000)
+            p.locator("#settings button.label-wrap").click()
+            p.locator("#max-new-tokens input[type=number]").fill("120")  # ~6 s a reply at 50 ms a token
+            p.locator("#max-new-tokens input[type=number]").press("Enter")
+        for i, p in enumerate(pages):
+            send(p, f"الزائر رقم {i + 1}: ما أجمل مدن الشام؟")
+        ids = list(range(before + 1, before + 4))
+        wait_for(lambda: last_started(space_app) >= ids[-1], 60, "the third generation to start")
+        for p in pages:  # done: stop whatever still runs (a reply may end meanwhile: click without waiting)
+            p.evaluate("() => document.querySelector('#message [data-testid=stop-button]')?.click()")
+        ends = {i: wait_for(lambda i=i: ended(space_app, i), 30, f"generation {i} to end")["time"] for i in ids}
+        starts = {e["id"]: e["time"] for e in space_app.status_lines() if e["event"] == "start" and e["id"] in ids}
+        spans = sorted((starts[i], ends[i]) for i in ids)
+        running = [sum(1 for s, t in spans if s <= moment < t) for moment, _ in spans]
+        assert max(running) == 2, spans  # two at once, never three
+        assert spans[2][0] >= min(spans[0][1], spans[1][1]), spans  # the third waited for a free slot
+        assert all(bot_texts(p) and bot_texts(p)[-1] for p in pages)  # and every visitor got a reply
+    finally:
+        for p in pages:
+            p.close()
+
+
 def test_space_log_names_the_model_and_never_the_token(space_app):
     log = space_app.log_text()
     assert "LoRA" in log and "applying the LoRA adapter" in log and "Running on local URL" in log
