@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -53,7 +53,8 @@ def _env_float(name: str, default: float) -> float:
 class Settings:
     """Everything the Space reads from its environment (Space variables / secrets)."""
 
-    base_model: str = DEFAULT_BASE_MODEL  # BASE_MODEL: Hub id or folder (a merged model goes here too)
+    # BASE_MODEL: Hub id or folder (a merged model goes here too); unset = the adapter's base, else Qwen2-7B
+    base_model: str | None = None
     adapter: str | None = None  # ADAPTER: PEFT LoRA adapter, Hub id or folder; unset = the base model alone
     max_input_chars: int = 4000  # MAX_INPUT_CHARS: longer messages are refused with a notice
     context_tokens: int | None = None  # CONTEXT_TOKENS: prompt + reply budget (default: the model's window)
@@ -71,7 +72,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(
-            base_model=os.environ.get("BASE_MODEL", "").strip() or DEFAULT_BASE_MODEL,
+            base_model=os.environ.get("BASE_MODEL", "").strip() or None,
             adapter=os.environ.get("ADAPTER", "").strip() or None,
             max_input_chars=_env_int("MAX_INPUT_CHARS", cls.max_input_chars),
             context_tokens=_env_int("CONTEXT_TOKENS", 0) or None,
@@ -424,10 +425,16 @@ def adapter_folder(adapter: str) -> Path:
     return path
 
 
-def _adapter_base(adapter: Path) -> str | None:
-    """The base model an adapter was trained on (adapter_config.json's base_model_name_or_path)."""
-    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-    return config.get("base_model_name_or_path")
+def resolve_base_model(base_model: str | None, adapter: Path | None) -> str:
+    """BASE_MODEL when set, else the base the adapter was trained on (adapter_config.json's
+    base_model_name_or_path), else the paper's base model."""
+    if base_model:
+        return base_model
+    if adapter is not None:
+        config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+        if config.get("base_model_name_or_path"):
+            return config["base_model_name_or_path"]
+    return DEFAULT_BASE_MODEL
 
 
 def _load_tokenizer(settings: Settings, adapter: Path | None):
@@ -454,8 +461,7 @@ def load_engine(settings: Settings | None = None) -> Engine:
 
     settings = settings or Settings.from_env()
     adapter = adapter_folder(settings.adapter) if settings.adapter else None
-    if adapter is not None and not os.environ.get("BASE_MODEL", "").strip():
-        settings.base_model = _adapter_base(adapter) or settings.base_model
+    settings = replace(settings, base_model=resolve_base_model(settings.base_model, adapter))
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else (torch.float16 if cuda else torch.float32)

@@ -44,7 +44,7 @@ def test_load_engine_takes_the_adapters_base_and_chat_template(tiny_chat_model, 
     monkeypatch.delenv("BASE_MODEL", raising=False)
     monkeypatch.setenv("ADAPTER", str(adapter))
     eng = ce.load_engine(ce.Settings.from_env())
-    assert isinstance(eng.model, PeftModel)
+    assert isinstance(eng.model, PeftModel) and ce.Settings.from_env().base_model is None
     assert eng.settings.base_model == str(base)  # read from adapter_config.json's base_model_name_or_path
     assert "<|im_start|>" in eng.tokenizer.chat_template and "LoRA" in eng.description
     assert eng.context_tokens == 1024 and eng.tokenizer.convert_tokens_to_ids("<|im_end|>") in eng.eos_token_ids
@@ -55,6 +55,15 @@ def test_load_engine_takes_the_adapters_base_and_chat_template(tiny_chat_model, 
         bare = ce.load_engine(ce.Settings.from_env())
     assert not isinstance(bare.model, PeftModel) and "no adapter" in bare.description
     assert "ADAPTER is not set" in caplog.text
+
+
+def test_base_model_is_base_model_else_the_adapters_base_else_qwen2_7b(tiny_chat_model, tmp_path):
+    base, adapter = tiny_chat_model
+    assert ce.resolve_base_model("org/merged", adapter) == "org/merged"
+    assert ce.resolve_base_model(None, adapter) == str(base)
+    assert ce.resolve_base_model(None, None) == "Qwen/Qwen2-7B"
+    (tmp_path / "adapter_config.json").write_text('{"base_model_name_or_path": null}')
+    assert ce.resolve_base_model(None, tmp_path) == "Qwen/Qwen2-7B"
 
 
 def test_load_refuses_weights_that_are_not_safetensors(tiny_chat_model, tmp_path):
@@ -222,7 +231,7 @@ def test_settings_from_env(monkeypatch):
         monkeypatch.setenv(k, v)
     s = ce.Settings.from_env()
     assert (s.base_model, s.adapter, s.max_input_chars, s.concurrency, s.throttle_s, s.test_token_delay) == \
-        ("Qwen/Qwen2-7B", None, 123, 1, 0.2, 0.0)
+        (None, None, 123, 1, 0.2, 0.0)
     monkeypatch.setenv("MAX_INPUT_CHARS", "many")
     with pytest.raises(ValueError, match="MAX_INPUT_CHARS must be an integer"):
         ce.Settings.from_env()
