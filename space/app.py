@@ -141,7 +141,7 @@ def main() -> None:
     demo = build_demo(engine)
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     # no host or port here: Gradio reads GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (as on Spaces)
-    demo.launch(css=CSS, head=HEAD, js=JS, show_error=False, footer_links=[])
+    demo.launch(css=CSS, head=HEAD, js=JS, show_error=False)
 
 
 if __name__ == "__main__":
