@@ -1,19 +1,16 @@
 """`arabic-prompts space deploy`. The remote Hub cannot be reached here (no network, and no installable local
-server speaks the Hub API), so `FakeSpaceHub` stands in for the HTTP side of `HfApi`, content-addressed like the
-real one (upload_folder skips unchanged files and makes no empty commit; huggingface_hub's create_commit does
-the same). Everything up to that call -- the folder check, ignore patterns, repo type and sdk, endpoint and
+server speaks the Hub API), so `FakeSpaceHub` (tests/fake_hub.py's FakeHub) stands in for the HTTP side of
+`HfApi`, content-addressed like the real one (an upload of unchanged files makes no commit; huggingface_hub's
+create_commit does the same). Everything up to that call -- the folder check, ignore patterns, repo type and sdk, endpoint and
 token handling, the CLI -- runs for real."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from huggingface_hub.utils import filter_repo_objects
+from fake_hub import FakeHub
 
 from builders import cli, space_deploy
 from builders.space_deploy import SpaceFolderError, deploy
@@ -21,32 +18,20 @@ from builders.space_deploy import SpaceFolderError, deploy
 SPACE = Path(__file__).resolve().parents[1] / "space"
 
 
-class FakeSpaceHub:
-    """The Hub's side of HfApi for Space repos (mock: no Hub is reachable here)."""
+class FakeSpaceHub(FakeHub):
+    """tests/fake_hub.py's stand-in for the Hub (mock: no Hub is reachable here), with what Space repos add:
+    the sdk given at creation, and Space variables."""
 
     def __init__(self, endpoint=None, token=None):
-        self.endpoint, self.token = endpoint, token
-        self.files, self.commits, self.calls, self.variables = {}, [], [], {}
+        super().__init__()
+        self.endpoint, self.token, self.variables = endpoint, token, {}
 
-    def create_repo(self, repo_id, repo_type=None, space_sdk=None, private=False, exist_ok=False):
+    def create_repo(self, repo_id, repo_type=None, private=False, exist_ok=False, space_sdk=None):
         self.calls.append(("create_repo", repo_id, repo_type, space_sdk, private, exist_ok))
 
-    def repo_info(self, repo_id, repo_type=None):
-        if not self.commits:
-            raise FileNotFoundError("empty repo")
-        return SimpleNamespace(sha=self.commits[-1])
-
-    def upload_folder(self, repo_id, repo_type, folder_path, ignore_patterns, commit_message):
-        self.calls.append(("upload_folder", repo_id, repo_type))
-        root = Path(folder_path)
-        paths = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
-        local = {p: hashlib.sha256((root / p).read_bytes()).hexdigest()
-                 for p in filter_repo_objects(paths, ignore_patterns=ignore_patterns)}
-        new = {**self.files, **local}
-        if new != self.files:
-            self.files = new
-            self.commits.append(hashlib.sha1(json.dumps(sorted(new.items())).encode()).hexdigest())
-        return SimpleNamespace(oid=self.commits[-1] if self.commits else None)
+    def upload_folder(self, repo_id, repo_type, folder_path, ignore_patterns, commit_message, delete_patterns=()):
+        return super().upload_folder(repo_id, repo_type, folder_path, ignore_patterns, list(delete_patterns),
+                                     commit_message)
 
     def add_space_variable(self, repo_id, key, value):
         self.variables[key] = value
