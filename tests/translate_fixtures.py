@@ -1,0 +1,183 @@
+"""Fixtures of the translation tests: small English rows for the shared PromptSource templates, tiny random
+MarianMT models with sentencepiece tokenizers trained here, and (in ``comet_env``) a pinned unbabel-comet venv
+with a tiny random CometKiwi-shaped checkpoint that both comet and our port score."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from tiny_models import SHARED_DATA, arabic_texts
+
+PROMPTSOURCE = SHARED_DATA / "promptsource_templates" / "promptsource" / "templates"
+NATURAL_INSTRUCTIONS = SHARED_DATA / "natural_instructions"
+
+REVIEW = ("I watched this movie twice. The acting was superb, e.g. Mr. Brown's role in the 2nd act was moving. "
+          "However, the ending felt rushed and the music was too loud.")
+ARTICLE = ("The city council approved a $3.5 million budget on Monday. The plan funds 12 new parks and repairs "
+           "roads in the U.S. district. Critics said the vote was rushed. See https://example.org/budget for details.")
+PASSAGE = ("The Amazon is the largest rainforest on Earth. It covers 5.5 million square kilometres and spans nine "
+           "countries. Scientists estimate it holds 390 billion trees.")
+
+# Small English rows written for the shared PromptSource template files (their variables, real-looking values).
+ROWS: dict[str, list[dict]] = {
+    "imdb": [{"text": REVIEW, "label": 1}, {"text": "Dull and far too long. I fell asleep.", "label": 0}],
+    "ag_news": [{"text": ARTICLE, "label": 0}, {"text": "The team won the final 3-1 after extra time.", "label": 1}],
+    "emotion": [{"text": "i feel so happy that my sister is visiting", "label": 1},
+                {"text": "i am scared of the dark", "label": 4}],
+    "super_glue/boolq": [{"passage": PASSAGE, "question": "is the amazon the largest rainforest", "label": 1,
+                          "idx": 0}],
+    "super_glue/rte": [{"premise": "The council approved the budget on Monday.",
+                        "hypothesis": "The budget was approved.", "label": 0, "idx": 0}],
+    "glue/mrpc": [{"sentence1": "The vote was rushed, critics said.", "sentence2": "Critics said the vote was rushed.",
+                   "label": 1, "idx": 0}],
+    "anli": [{"premise": "The Amazon spans nine countries.", "hypothesis": "The Amazon is in one country.",
+              "label": 2, "uid": "a1", "reason": ""}],
+    "xnli/en": [{"premise": "He paid $3.50 for the ticket.", "hypothesis": "The ticket was free.", "label": 2}],
+    "paws-x/en": [{"sentence1": "The park opened in 2020.", "sentence2": "In 2020 the park opened.", "label": 1,
+                   "id": 1}],
+    "amazon_reviews_multi/en": [{"review_body": "Works as described. Battery lasts 2 days.", "review_title": "Good value",
+                                 "stars": 4, "product_category": "electronics", "language": "en",
+                                 "review_id": "en_1", "product_id": "p1", "reviewer_id": "r1"}],
+    "wiki_qa": [{"question": "how big is the amazon rainforest", "answer": PASSAGE.split(". ")[1] + ".",
+                 "document_title": "Amazon rainforest", "label": 1, "question_id": "Q1"}],
+    "xsum": [{"document": ARTICLE, "summary": "A city budget funds new parks.", "id": "1"}],
+    "cnn_dailymail/3.0.0": [{"article": ARTICLE, "highlights": "Council approves $3.5m budget.\nCritics object.",
+                             "id": "1"}],
+    "squad": [{"context": PASSAGE, "question": "How many countries does the Amazon span?", "title": "Amazon",
+               "id": "s1", "answers": {"text": ["nine"], "answer_start": [96]}}],
+    "tweet_eval/emotion": [{"text": "What a great day at the beach!", "label": 1}],
+    "tweet_eval/hate": [{"text": "I love my neighbours.", "label": 0}],
+    "tweet_eval/irony": [{"text": "Great, another Monday. Just what I needed.", "label": 1}],
+    "tweet_eval/sentiment": [{"text": "The service was slow but the food was fine.", "label": 1}],
+    "tydiqa/primary_task": [{"question_text": "How big is the Amazon?", "document_title": "Amazon",
+                             "language": "english", "document_plaintext": PASSAGE,
+                             "annotations": {"passage_answer_candidate_index": [0], "minimal_answers_start_byte": [-1],
+                                             "minimal_answers_end_byte": [-1], "yes_no_answer": ["NONE"]},
+                             "passage_answer_candidates": {"plaintext_start_byte": [0], "plaintext_end_byte": [45]},
+                             "document_url": "https://en.wikipedia.org/wiki/Amazon_rainforest"}],
+    "tydiqa/secondary_task": [{"id": "t1", "title": "Amazon", "context": PASSAGE,
+                               "question": "How many countries does the Amazon span?",
+                               "answers": {"text": ["nine"], "answer_start": [96]}}],
+}
+
+
+def template_files() -> dict[str, Path]:
+    """dataset name (``super_glue/boolq``) -> its shared ``templates.yaml``."""
+    return {str(p.parent.relative_to(PROMPTSOURCE)): p for p in sorted(PROMPTSOURCE.rglob("templates.yaml"))}
+
+
+def rendered_prompts() -> list[dict]:
+    """Every shared PromptSource template over the rows above: dataset, template, inputs, targets, choices."""
+    from builders.templates import TemplateError, load_templates
+
+    out = []
+    for name, path in template_files().items():
+        for tpl in load_templates(path):
+            for i, row in enumerate(ROWS.get(name, [])):
+                try:
+                    inputs, targets, choices = tpl.render(row)
+                except TemplateError:
+                    continue
+                if inputs.strip():
+                    out.append({"dataset": name, "template": tpl.name, "row": i, "inputs": inputs, "targets": targets,
+                                "answer_choices": choices, "fixed_choices": tpl.fixed_choices is not None})
+    return out
+
+
+def natural_instruction_texts() -> list[str]:
+    """Definitions, examples and instance inputs/outputs of the shared Super-NaturalInstructions tasks."""
+    texts = []
+    for path in sorted(NATURAL_INSTRUCTIONS.glob("task*.json")):
+        task = json.loads(path.read_text(encoding="utf-8"))
+        definition = task["Definition"]
+        texts += definition if isinstance(definition, list) else [definition]
+        for ex in task.get("Positive Examples", []) + task.get("Negative Examples", []):
+            texts += [ex["input"], str(ex["output"]), ex.get("explanation", "")]
+        for inst in task["Instances"]:
+            texts += [inst["input"], *map(str, inst["output"])]
+    return [t for t in texts if t]
+
+
+def english_texts() -> list[str]:
+    return natural_instruction_texts() + [p["inputs"] for p in rendered_prompts()]
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+def _train_spm(texts: list[str], vocab_size: int) -> bytes:
+    import io
+
+    import sentencepiece as spm
+
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=proto, vocab_size=vocab_size,
+                                   model_type="unigram", character_coverage=1.0, hard_vocab_limit=False,
+                                   minloglevel=2, num_threads=1)
+    return proto.getvalue()
+
+
+def tiny_marian(out: Path, seed: int = 0, d_model: int = 32, layers: int = 1, vocab_size: int | None = None,
+                ffn: int | None = None, heads: int = 2, spm_vocab: int = 300):
+    """A random MarianMTModel with a MarianTokenizer (source.spm on English text, target.spm on real Arabic,
+    a shared vocab.json with ``>>ara<<``), saved to ``out`` as safetensors. ``vocab_size`` pads the vocabulary
+    with unused pieces (the benchmark uses Opus-MT en-ar's 62,802)."""
+    import sentencepiece as spm
+    import torch
+    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    src = _train_spm(english_texts(), spm_vocab)
+    tgt = _train_spm(arabic_texts(2000), spm_vocab)
+    (out / "source.spm").write_bytes(src)
+    (out / "target.spm").write_bytes(tgt)
+    vocab = {"</s>": 0, "<unk>": 1, ">>ara<<": 2}
+    for proto in (src, tgt):
+        sp = spm.SentencePieceProcessor(model_proto=proto)
+        for i in range(sp.get_piece_size()):
+            piece = sp.id_to_piece(i)
+            if piece not in ("<unk>", "<s>", "</s>") and piece not in vocab:
+                vocab[piece] = len(vocab)
+    while vocab_size and len(vocab) < vocab_size - 1:
+        vocab[f"▁unused{len(vocab)}"] = len(vocab)
+    vocab["<pad>"] = len(vocab)
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (out / "tokenizer_config.json").write_text(json.dumps({"source_lang": "eng", "target_lang": "ara",
+                                                           "tokenizer_class": "MarianTokenizer"}))
+    tokenizer = MarianTokenizer.from_pretrained(str(out))
+    pad = vocab["<pad>"]
+    cfg = MarianConfig(vocab_size=len(vocab), decoder_vocab_size=len(vocab), d_model=d_model, encoder_layers=layers,
+                       decoder_layers=layers, encoder_attention_heads=heads, decoder_attention_heads=heads,
+                       encoder_ffn_dim=ffn or 2 * d_model, decoder_ffn_dim=ffn or 2 * d_model,
+                       max_position_embeddings=512, init_std=0.2, pad_token_id=pad, eos_token_id=0, decoder_start_token_id=pad,
+                       forced_eos_token_id=0, bad_words_ids=[[pad]], num_beams=4, max_length=512,
+                       share_encoder_decoder_embeddings=True, scale_embedding=True, activation_function="swish")
+    torch.manual_seed(seed)
+    model = MarianMTModel(cfg)
+    model.generation_config.bad_words_ids = [[pad]]
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def marian_dir(tmp_path_factory) -> Path:
+    return tiny_marian(tmp_path_factory.mktemp("marian") / "tiny-opus-mt-en-ar")
+
+
+@pytest.fixture(scope="session")
+def ct2_dir(marian_dir, tmp_path_factory) -> Path:
+    from builders.translate.mt import convert
+
+    return convert(str(marian_dir), tmp_path_factory.mktemp("ct2") / "tiny-ct2", quantization="int8")
+
+
+def shuffled(items: list, seed: int = 0) -> list:
+    items = list(items)
+    random.Random(seed).shuffle(items)
+    return items
