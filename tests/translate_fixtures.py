@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,8 @@ def template_files() -> dict[str, Path]:
     return {str(p.parent.relative_to(PROMPTSOURCE)): p for p in sorted(PROMPTSOURCE.rglob("templates.yaml"))}
 
 
-def rendered_prompts() -> list[dict]:
-    """Every shared PromptSource template over the rows above: dataset, template, inputs, targets, choices."""
+@lru_cache(maxsize=1)
+def _rendered() -> tuple:
     from builders.templates import TemplateError, load_templates
 
     out = []
@@ -85,7 +86,12 @@ def rendered_prompts() -> list[dict]:
                 if inputs.strip():
                     out.append({"dataset": name, "template": tpl.name, "row": i, "inputs": inputs, "targets": targets,
                                 "answer_choices": choices, "fixed_choices": tpl.fixed_choices is not None})
-    return out
+    return tuple(out)
+
+
+def rendered_prompts() -> list[dict]:
+    """Every shared PromptSource template over the rows above: dataset, template, inputs, targets, choices."""
+    return [dict(p) for p in _rendered()]
 
 
 def natural_instruction_texts() -> list[str]:
@@ -154,11 +160,16 @@ def tiny_marian(out: Path, seed: int = 0, d_model: int = 32, layers: int = 1, vo
     cfg = MarianConfig(vocab_size=len(vocab), decoder_vocab_size=len(vocab), d_model=d_model, encoder_layers=layers,
                        decoder_layers=layers, encoder_attention_heads=heads, decoder_attention_heads=heads,
                        encoder_ffn_dim=ffn or 2 * d_model, decoder_ffn_dim=ffn or 2 * d_model,
-                       max_position_embeddings=512, init_std=0.2, pad_token_id=pad, eos_token_id=0, decoder_start_token_id=pad,
+                       max_position_embeddings=512, pad_token_id=pad, eos_token_id=0, decoder_start_token_id=pad,
                        forced_eos_token_id=0, bad_words_ids=[[pad]], num_beams=4, max_length=512,
                        share_encoder_decoder_embeddings=True, scale_embedding=True, activation_function="swish")
     torch.manual_seed(seed)
     model = MarianMTModel(cfg)
+    with torch.no_grad():  # a wider init than training's 0.02, or every input decodes to the same tokens
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.2)
+        model.get_input_embeddings().weight[pad].zero_()  # Marian decodes from the zero <pad> embedding
     model.generation_config.bad_words_ids = [[pad]]
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
