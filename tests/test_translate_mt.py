@@ -10,6 +10,7 @@ import pytest
 from builders.translate.batching import length_batches, run_with_backoff
 from builders.translate.cache import SegmentCache
 from builders.translate.mt import CachedTranslator, CT2Translator, DecodeOptions, MarianTranslator, convert
+from conftest import run_cli
 
 GREEDY = DecodeOptions(beam_size=1, max_length=12)
 SEGMENTS = ["Is this review positive or negative?", "The acting was superb.", "yes", "no",
@@ -122,3 +123,13 @@ def test_several_writer_processes_at_once_then_merge_loses_nothing(tmp_path):
     assert got == {f"k{j}": f"v{j}" for j in range(1000)} and cache.stats["hits"] == 1000
     assert not list((tmp_path / "cache").glob("shard-*"))
 
+
+
+def test_convert_command_makes_a_ctranslate2_model(marian_dir, tmp_path):
+    out = tmp_path / "ct2-int8"
+    proc = run_cli("translate", "convert", "--mt-model", str(marian_dir), "--out", str(out), "--quantization", "int8")
+    assert "ctranslate2" in proc.stdout and (out / "model.bin").exists() and (out / "source.spm").exists()
+    model = CT2Translator(str(out), GREEDY)
+    assert model.model.revision.endswith("+ct2:int8") and len(model.translate(SEGMENTS)) == len(SEGMENTS)
+    again = run_cli("translate", "convert", "--mt-model", str(marian_dir), "--out", str(out), check=False)
+    assert again.returncode == 2 and "--force" in again.stderr  # an existing folder is kept

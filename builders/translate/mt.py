@@ -174,8 +174,10 @@ def convert(model: str, out: str | Path, quantization: str | None = "int8", revi
     import ctranslate2
     from transformers import AutoTokenizer
 
-    src = resolve(model, revision)
     out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ValueError(f"{out} exists and is not empty; pass --force to overwrite it")
+    src = resolve(model, revision)
     converter = ctranslate2.converters.TransformersConverter(str(src.path))
     converter.convert(str(out), quantization=quantization, force=force)
     AutoTokenizer.from_pretrained(str(src.path)).save_pretrained(str(out))

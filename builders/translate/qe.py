@@ -131,7 +131,7 @@ class CometKiwi:
         self.layer_norm = bool(hp["layer_norm"])
         encoder_src = self.encoder_path or _local_or(yaml_hp.get("pretrained_model"), hp["pretrained_model"])
         self.encoder_name = str(encoder_src)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(encoder_src))
+        self.tokenizer = _encoder_tokenizer(str(encoder_src))
         config = transformers.AutoConfig.from_pretrained(str(encoder_src))
         net = getattr(transformers, encoder_cls)(config, add_pooling_layer=False)
         enc_state = {k[len("encoder.model."):]: v for k, v in state.items() if k.startswith("encoder.model.")}
@@ -140,6 +140,10 @@ class CometKiwi:
         if missing:
             raise QEError(f"{where}: checkpoint lacks encoder weights {missing[:5]}")
         self.max_positions = config.max_position_embeddings - 2
+        self.special = {}
+        for token, fallback in (("<s>", config.bos_token_id), ("</s>", config.eos_token_id), ("<pad>", config.pad_token_id)):
+            tid = self.tokenizer.token_to_id(token)
+            self.special[token] = fallback if tid is None else tid
         dtype = getattr(torch, self.options.precision)
         self.encoder = net.to(self.device, dtype=dtype).eval()
         n_layers = config.num_hidden_layers + 1
@@ -187,13 +191,14 @@ class CometKiwi:
         return f"{self.model.model_id}@{self.model.revision}|{self.options.precision}"
 
     def _tokens(self, texts: Sequence[str]) -> list[list[int]]:
-        return self.tokenizer(list(texts), truncation=True, max_length=self.max_positions - 2)["input_ids"]
+        self.tokenizer.enable_truncation(self.max_positions - 2)
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
 
     def join(self, mt_ids: list[int], src_ids: list[int]) -> list[int]:
         """``<s> mt </s></s> src </s>``, cut at the encoder's positions when too long (as comet does)."""
-        tok = self.tokenizer
         a, b = mt_ids[1:-1], src_ids[1:-1]
-        seq = [tok.cls_token_id, *a, tok.sep_token_id, tok.sep_token_id, *b, tok.sep_token_id]
+        cls, sep = self.special["<s>"], self.special["</s>"]
+        seq = [cls, *a, sep, sep, *b, sep]
         if len(a) + len(b) > self.max_positions - 5:
             seq = seq[: self.max_positions]
         return seq
@@ -202,7 +207,7 @@ class CometKiwi:
         import torch
 
         width = max(len(x) for x in batch)
-        pad = self.tokenizer.pad_token_id
+        pad = self.special["<pad>"]
         ids = torch.tensor([x + [pad] * (width - len(x)) for x in batch], device=self.device)
         mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in batch], device=self.device)
         with torch.inference_mode():
@@ -240,6 +245,28 @@ class CometKiwi:
 
     def _count_backoff(self, new_size: int) -> None:
         self.stats["backoffs"] += 1
+
+
+def _encoder_tokenizer(source: str):
+    """The encoder's ``tokenizer.json`` loaded as it is, with the ``tokenizers`` library that comet's
+    XLMRobertaTokenizerFast wraps (transformers 5's XLMRobertaTokenizer rebuilds the pipeline from the vocabulary,
+    which can split text differently from the file). A repo with only a sentencepiece model goes through
+    transformers' conversion."""
+    from tokenizers import Tokenizer
+
+    local = Path(source) / "tokenizer.json"
+    if not Path(source).is_dir():
+        from huggingface_hub import hf_hub_download
+
+        try:
+            local = Path(hf_hub_download(source, "tokenizer.json"))
+        except Exception:  # no tokenizer.json in the repo (or offline): let transformers find what there is
+            local = Path("/nonexistent")
+    if local.is_file():
+        return Tokenizer.from_file(str(local))
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source).backend_tokenizer
 
 
 def _local_or(candidate: str | None, default: str) -> str:
