@@ -192,3 +192,116 @@ def shuffled(items: list, seed: int = 0) -> list:
     items = list(items)
     random.Random(seed).shuffle(items)
     return items
+
+
+# ------------------------------------------------------------------------------ unbabel-comet venv
+
+REPO = Path(__file__).resolve().parents[1]
+COMET_SCRIPT = Path(__file__).resolve().parent / "comet_reference.py"
+# unbabel-comet in a venv of its own (it pins numpy<2, transformers<5, huggingface-hub<1). Installed in three
+# steps, as checked here: torch from the local CPU wheel first (so comet does not pull a CUDA build), then comet
+# with the versions its resolver picked when this was written, then setuptools<70 on its own (torchmetrics
+# 0.10.3 and comet's loader import pkg_resources, which newer setuptools dropped).
+COMET_STEPS = (
+    ("torch==2.13.0",),
+    ("unbabel-comet==2.2.7", "transformers==4.57.6", "huggingface-hub==0.36.2", "numpy==1.26.4",
+     "pytorch-lightning==2.6.6", "tokenizers==0.22.2", "protobuf==4.25.9", "entmax==1.3"),
+    ("setuptools<70",),
+)
+# the reference checkpoints: comet's defaults for CometKiwi (sparsemax + layer norm), the 2.2.4+ `sparsemax_patch`
+# hparams.yaml (softmax) with word-level training, and the XLM-R XL encoder of wmt23-cometkiwi-da-xl
+COMET_MODELS = (
+    {"name": "kiwi-sparsemax", "encoder_model": "XLM-RoBERTa", "layer_transformation": "sparsemax", "layer_norm": True},
+    {"name": "kiwi-patch", "encoder_model": "XLM-RoBERTa", "layer_transformation": "sparsemax", "layer_norm": False,
+     "yaml_layer_transformation": "sparsemax_patch", "word_level": True, "seed": 1},
+    {"name": "kiwi-xl", "encoder_model": "XLM-RoBERTa-XL", "layer_transformation": "softmax", "layer_norm": True,
+     "seed": 2},
+)
+
+
+def _digest(*parts) -> str:
+    import hashlib
+    import sys
+
+    payload = json.dumps([sys.version_info[:2], *parts], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _locked_build(target: Path, make) -> Path:
+    """Make ``target`` once with ``make(target)`` (in place: venvs and checkpoints hold absolute paths); later
+    runs reuse it while its inputs' hash, which names it, matches. An unfinished one (no ``ok``) is made again."""
+    import fcntl
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "ok").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            make(target)
+            (target / "ok").write_text("")
+    return target
+
+
+def comet_venv() -> Path:
+    """The pinned unbabel-comet venv under .cache/ (made once; reused while COMET_STEPS are unchanged)."""
+    import subprocess
+    import sys
+
+    def make(tmp: Path) -> None:
+        subprocess.run([sys.executable, "-m", "venv", str(tmp)], check=True)
+        for step in COMET_STEPS:
+            proc = subprocess.run([str(tmp / "bin" / "pip"), "install", "-q", *step], capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(f"pip install {' '.join(step)} failed in the comet venv:\n{proc.stderr[-3000:]}")
+
+    return _locked_build(REPO / ".cache" / f"comet-venv-{_digest(COMET_STEPS)}", make)
+
+
+def comet_pairs() -> list[dict]:
+    """(src, mt) pairs: real English text with real Arabic, one pair past 512 tokens, one of single words."""
+    en, ar = english_texts(), arabic_texts(400)
+    rng = random.Random(0)
+    pairs = [{"src": rng.choice(en), "mt": rng.choice(ar)} for _ in range(40)]
+    pairs.append({"src": " ".join(en[:40]), "mt": " ".join(ar[:60])})
+    pairs.append({"src": "yes", "mt": "نعم"})
+    return pairs
+
+
+def run_comet(venv: Path, *args: str, timeout: int = 900) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONNOUSERSITE": "1"}
+    proc = subprocess.run([str(venv / "bin" / "python"), str(COMET_SCRIPT), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    if proc.returncode:
+        raise RuntimeError(f"comet_reference.py {args[0]} failed:\n{proc.stderr[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def comet_reference() -> dict:
+    """Tiny random CometKiwi-shaped checkpoints built by unbabel-comet itself and comet's own ``predict`` scores
+    on ``comet_pairs()``: {"models": {name: folder}, "pairs": [...], "scores": {name: [...]}, "venv": path}.
+    Cached under .cache/ by the hash of the venv, the script, the models and the texts."""
+    venv = comet_venv()
+    texts = english_texts() + arabic_texts(1500)
+    pairs = comet_pairs()
+    key = _digest(str(venv), COMET_SCRIPT.read_text(), COMET_MODELS, texts, pairs)
+
+    def make(tmp: Path) -> None:
+        tmp.mkdir(parents=True)
+        spec = {"texts": texts, "out": str(tmp / "models"), "models": list(COMET_MODELS)}
+        (tmp / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+        run_comet(venv, "build", str(tmp / "spec.json"))
+        (tmp / "pairs.jsonl").write_text("\n".join(json.dumps(p, ensure_ascii=False) for p in pairs), encoding="utf-8")
+
+    ref = _locked_build(REPO / ".cache" / f"comet-ref-{key}", make)
+    models = {m["name"]: ref / "models" / m["name"] for m in COMET_MODELS}
+    scores_path = ref / "scores.json"
+    if not scores_path.exists():  # comet's own predict, once per cached reference
+        run_comet(venv, "predict", str(ref / "pairs.jsonl"), str(ref / "scores.tmp"), *map(str, models.values()))
+        (ref / "scores.tmp").rename(scores_path)
+    raw = json.loads(scores_path.read_text())
+    return {"models": models, "pairs": pairs, "venv": venv,
+            "scores": {name: raw[str(path)]["scores"] for name, path in models.items()}}
