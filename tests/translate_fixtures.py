@@ -128,7 +128,7 @@ def _train_spm(texts: list[str], vocab_size: int) -> bytes:
 
 
 def tiny_marian(out: Path, seed: int = 0, d_model: int = 32, layers: int = 1, vocab_size: int | None = None,
-                ffn: int | None = None, heads: int = 2, spm_vocab: int = 300):
+                ffn: int | None = None, heads: int = 2, spm_vocab: int = 300, init_std: float = 0.2):
     """A random MarianMTModel with a MarianTokenizer (source.spm on English text, target.spm on real Arabic,
     a shared vocab.json with ``>>ara<<``), saved to ``out`` as safetensors. ``vocab_size`` pads the vocabulary
     with unused pieces (the benchmark uses Opus-MT en-ar's 62,802)."""
@@ -168,7 +168,7 @@ def tiny_marian(out: Path, seed: int = 0, d_model: int = 32, layers: int = 1, vo
     with torch.no_grad():  # a wider init than training's 0.02, or every input decodes to the same tokens
         for p in model.parameters():
             if p.dim() > 1:
-                p.normal_(0.0, 0.2)
+                p.normal_(0.0, init_std)
         model.get_input_embeddings().weight[pad].zero_()  # Marian decodes from the zero <pad> embedding
     model.generation_config.bad_words_ids = [[pad]]
     model.save_pretrained(str(out), safe_serialization=True)
@@ -281,6 +281,10 @@ def run_comet(venv: Path, *args: str, timeout: int = 900) -> None:
 
 @pytest.fixture(scope="session")
 def comet_reference() -> dict:
+    return build_comet_reference()
+
+
+def build_comet_reference() -> dict:
     """Tiny random CometKiwi-shaped checkpoints built by unbabel-comet itself and comet's own ``predict`` scores
     on ``comet_pairs()``: {"models": {name: folder}, "pairs": [...], "scores": {name: [...]}, "venv": path}.
     Cached under .cache/ by the hash of the venv, the script, the models and the texts."""

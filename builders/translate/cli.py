@@ -98,6 +98,25 @@ def _default_cache() -> str:
     return default_cache_dir()
 
 
+def cmd_review_export(args) -> int:
+    from builders.translate.review import export_sample
+
+    counts = export_sample(args.out, args.dest, args.per_source, seed=args.seed)
+    print(f"wrote {sum(counts.values())} rows from {len(counts)} sources to {args.dest}/review.csv and "
+          f"{args.dest}/review_dataset/; fill in corrected_inputs / corrected_targets, then run "
+          f"`arabic-prompts translate review-import --out {args.out} --file {args.dest}/review.csv`")
+    return 0
+
+
+def cmd_review_import(args) -> int:
+    from builders.translate.review import import_corrections
+
+    n = import_corrections(args.out, args.file, reviewer=args.reviewer or "")
+    print(f"recorded {n} corrections in {args.out}/corrections.jsonl; the next `arabic-prompts translate "
+          f"--out {args.out} ...` applies them")
+    return 0
+
+
 def add_cli(subparsers) -> None:
     t = subparsers.add_parser("translate", help="translate English prompt collections into Arabic, with QE")
     t.add_argument("--out", help="output folder (a Hub dataset repo layout)")
@@ -152,4 +171,17 @@ def add_cli(subparsers) -> None:
     s.add_argument("--precision", default="float32", choices=["float32", "float16", "bfloat16"])
     s.add_argument("--encoder", help="a local copy of the checkpoint's pretrained_model (tokenizer + config)")
     s.set_defaults(func=cmd_score)
+
+    e = tsub.add_parser("review-export", help="a stratified sample of a translated folder for people to check")
+    e.add_argument("--out", required=True, help="the translated folder")
+    e.add_argument("--per-source", type=int, default=50, help="rows per source (collection/dataset)")
+    e.add_argument("--dest", required=True, help="where review.csv and review_dataset/ go")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=cmd_review_export)
+
+    i = tsub.add_parser("review-import", help="record the corrections of a filled-in review.csv")
+    i.add_argument("--out", required=True, help="the translated folder the sample came from")
+    i.add_argument("--file", required=True, help="the filled-in review.csv")
+    i.add_argument("--reviewer", help="who corrected (recorded with each correction)")
+    i.set_defaults(func=cmd_review_import)
 
