@@ -1,8 +1,10 @@
 """Translated prompts: English prompt collections -> sentence-level Opus-MT -> CometKiwi on every segment.
 
-One module per job: ``segment`` (structure-keeping segmentation), ``mt`` (translation backends, batched by
-length), ``cache`` (persistent translation / QE caches), ``qe`` (CometKiwi inference ported onto our
-transformers), ``cli`` (the ``arabic-prompts translate`` subcommands).
+One module per job: ``english`` (English prompt sources), ``segment`` (structure-keeping segmentation), ``mt``
+(translation backends), ``batching`` (length batches, OOM back-off), ``models`` (Hub id or folder -> files and
+revision), ``cache`` (persistent translation / QE caches), ``qe`` (CometKiwi inference ported onto our
+transformers), ``steps`` (datatrove steps), ``pipeline`` (the stages, report and card), ``review`` (the human
+check loop), ``cli`` (the ``arabic-prompts translate`` subcommands).
 """
 
 # Model ids checked on their Hub pages (search tool, docs corpus):
