@@ -4,12 +4,15 @@ Stages (datatrove pipelines of the steps in ``builders.translate.steps``, on the
 
 0. english    English prompt rows (``builders.translate.english``: PromptSource entries through the builder
               itself, xP3, Super-NaturalInstructions), then a plan of row ranges
-1. translate  ``EnglishRowsReader -> TranslatePrompts -> RowWriter`` (one task per range: MT workers)
-2. score      ``RankParquetReader -> ScorePrompts -> RowWriter -> PromptSignatures`` (one task per range: QE
-              workers; kept rows get a config per collection and task, the others ``rejected``)
-3. find       the builder's ``FindDuplicates``: two English prompts can translate into one Arabic input, which
+1. translate  ``EnglishRowsReader -> TranslatePrompts -> RowWriter -> PairBuckets`` (one task per range: MT
+              workers); the (segment, translation) pairs go to hash buckets
+2. score      ``ScoreBuckets`` (one task per bucket: QE workers): every unique pair scored once, in fixed chunks
+3. merge      ``MergeCaches`` (one task): the workers' cache shards folded together
+4. filter     ``RankParquetReader -> ScorePrompts -> RowWriter -> PromptSignatures``: scores from the cache,
+              the all-segments threshold; kept rows get a config per collection and task, the others ``rejected``
+5. find       the builder's ``FindDuplicates``: two English prompts can translate into one Arabic input, which
               must not sit in two splits
-4. write      ``RankParquetReader -> DropDuplicates -> ConfigRowWriter`` into ``_build/staging/<config>/<split>/``
+6. write      ``RankParquetReader -> DropDuplicates -> ConfigRowWriter`` into ``_build/staging/<config>/<split>/``
 
 Then the builder's ``finalize`` places and checks the shards and writes the manifest (kind
 ``translated-prompts``); the run report, a ``qe_min`` histogram and the card follow. Translations and scores go
@@ -44,7 +47,16 @@ from builders.steps.write import RankParquetReader, RowWriter
 from builders.translate import DEFAULT_MT_MODEL, DEFAULT_QE_MODEL
 from builders.translate.cache import SegmentCache
 from builders.translate.english import EnglishSources, english_files
-from builders.translate.steps import REJECTED, ConfigRowWriter, EnglishRowsReader, ScorePrompts, TranslatePrompts
+from builders.translate.steps import (
+    REJECTED,
+    ConfigRowWriter,
+    EnglishRowsReader,
+    MergeCaches,
+    PairBuckets,
+    ScoreBuckets,
+    ScorePrompts,
+    TranslatePrompts,
+)
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 # what the translate stage writes: the English prompt row plus its translation
@@ -124,30 +136,35 @@ def plan(files: dict[str, list[Path]], prompts_per_task: int) -> list[dict]:
     return units
 
 
-def _fingerprint(cfg: TranslateConfig, units: list[dict]) -> str:
+def _fingerprint(cfg: TranslateConfig, units: list[dict], qe: dict) -> str:
     corrections = Path(cfg.corrections)
-    parts = {"version": __version__, "mt": cfg.mt_spec(), "qe": cfg.qe_spec(), "threshold": cfg.threshold,
+    parts = {"version": __version__, "mt": cfg.mt_spec(), "qe": qe, "threshold": cfg.threshold,
              "units": [[u["collection"], _file_digest(Path(u["file"])), u["start"], u["end"]] for u in units],
              "corrections": _file_digest(corrections) if corrections.exists() else None, "batch": cfg.batch_size}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_stages(cfg: TranslateConfig, work: Path, units: list[dict]) -> None:
+def run_stages(cfg: TranslateConfig, work: Path, units: list[dict], qe: dict) -> None:
     logs, ex = work / "logs", cfg.executors
-    plan_path = str(work / "plan.json")
+    plan_path, buckets = str(work / "plan.json"), len(units)
     translate = make_executor(ex, [
         EnglishRowsReader(plan_path, "translate"),
         TranslatePrompts(cfg.mt_spec(), cfg.cache_dir, cfg.batch_size),
         RowWriter(str(work / "translated"), TRANSLATED_WORK_SCHEMA, output_filename="${rank}.parquet"),
+        PairBuckets(str(work / "pairs"), buckets),
     ], tasks=len(units), logging_dir=logs / "1-translate", name="translate")
-    score = make_executor(ex, [
+    score = make_executor(ex, [ScoreBuckets(qe, cfg.cache_dir, str(work / "pairs"))],
+                          tasks=buckets, logging_dir=logs / "2-score", depends=translate, name="score")
+    merge = make_executor(ex, [MergeCaches(cfg.cache_dir)], tasks=1, logging_dir=logs / "3-merge", depends=score,
+                          name="merge")
+    filt = make_executor(ex, [
         RankParquetReader(str(work / "translated"), text_key="inputs", id_key="id"),
-        ScorePrompts(cfg.qe_spec(), cfg.cache_dir, cfg.threshold, cfg.corrections, cfg.batch_size),
+        ScorePrompts(qe["identity"], cfg.qe_model, cfg.cache_dir, cfg.threshold, cfg.corrections),
         RowWriter(str(work / "scored"), SCORED_WORK_SCHEMA, output_filename="${rank}.parquet"),
         PromptSignatures(str(work / "dedup" / "sigs")),
-    ], tasks=len(units), logging_dir=logs / "2-score", depends=translate, name="score")
+    ], tasks=len(units), logging_dir=logs / "4-filter", depends=merge, name="filter")
     find = make_executor(ex, [FindDuplicates(str(work / "dedup" / "sigs"), str(work / "dedup" / "dups"))],
-                         tasks=1, logging_dir=logs / "3-find", depends=score, name="find")
+                         tasks=1, logging_dir=logs / "5-find", depends=filt, name="find")
     write = make_executor(ex, [
         RankParquetReader(str(work / "scored"), text_key="inputs", id_key="id"),
         DropDuplicates(str(work / "dedup" / "dups"),
@@ -155,10 +172,11 @@ def run_stages(cfg: TranslateConfig, work: Path, units: list[dict]) -> None:
                                                       adapter=reject_adapter("duplicate"), schema=REJECT_SCHEMA,
                                                       max_file_size=-1)),
         ConfigRowWriter(str(work / "staging"), TRANSLATED_SCHEMA, output_filename="${config}/${split}/${rank}.parquet"),
-    ], tasks=len(units), logging_dir=logs / "4-write", depends=find, name="write")
+    ], tasks=len(units), logging_dir=logs / "6-write", depends=find, name="write")
     write.run()
     if cfg.executor != "slurm":
-        for stage, name in ((translate, "translate"), (score, "score"), (find, "find"), (write, "write")):
+        for stage, name in ((translate, "translate"), (score, "score"), (merge, "merge"), (filt, "filter"),
+                            (find, "find"), (write, "write")):
             check_complete(stage, name)
 
 
@@ -193,7 +211,7 @@ def build_report(out: Path, work: Path, files: dict, cfg: TranslateConfig) -> di
             reasons[r["reject_reason"]] = reasons.get(r["reject_reason"], 0) + 1
     scored = [r["qe_min"] for r in recs if r["qe_min"] is not None]
     stats = {**_stats(work / "logs" / "1-translate"), **_stats(work / "logs" / "2-score"),
-             **_stats(work / "logs" / "4-write")}
+             **_stats(work / "logs" / "6-write")}
     return {
         "prompts": len(recs),
         "kept": sum(d["kept"] for d in per_source.values()),
@@ -251,7 +269,15 @@ def plot_histogram(rep: dict, path: Path) -> Path | None:
     return path
 
 
-def prepare(cfg: TranslateConfig) -> tuple[Path, list[dict], str]:
+def qe_spec(cfg: TranslateConfig) -> dict:
+    """The QE settings plus the model's cache identity (resolved once here, not in every task)."""
+    from builders.translate.models import resolve
+    from builders.translate.qe import QE_ALLOW, qe_identity
+
+    return {**cfg.qe_spec(), "identity": qe_identity(resolve(cfg.qe_model, allow_patterns=QE_ALLOW), cfg.qe_precision)}
+
+
+def prepare(cfg: TranslateConfig) -> tuple[Path, list[dict], str, dict]:
     check_output_folder(cfg.out)
     work = cfg.out / WORK
     work.mkdir(parents=True, exist_ok=True)
@@ -260,15 +286,16 @@ def prepare(cfg: TranslateConfig) -> tuple[Path, list[dict], str]:
     units = plan(files, cfg.prompts_per_task)
     if not units:
         raise BuildError("no English prompts to translate")
-    fingerprint = _fingerprint(cfg, units)
+    qe = qe_spec(cfg)
+    fingerprint = _fingerprint(cfg, units, qe)
     stamp = work / "fingerprint"
     if stamp.exists() and stamp.read_text() != fingerprint and (cfg.out / MARKER).exists():
-        for name in ("logs", "translated", "scored", "dedup", "rejected", "staging"):  # different inputs: earlier stages cannot be resumed
+        for name in ("logs", "translated", "pairs", "scored", "dedup", "rejected", "staging"):  # different inputs: earlier stages cannot be resumed
             shutil.rmtree(work / name, ignore_errors=True)
     mark_ours(cfg.out, fingerprint)
     stamp.write_text(fingerprint)
     (work / "plan.json").write_text(json.dumps({"units": units}))
-    return work, units, fingerprint
+    return work, units, fingerprint, qe
 
 
 def finalize_run(cfg: TranslateConfig, work: Path, fingerprint: str) -> TranslateResult:
@@ -313,9 +340,9 @@ def translate(cfg: TranslateConfig) -> TranslateResult:
     """Every stage, then the folder. Run again after a kill: finished tasks are skipped."""
     for kind in ("mt", "qe"):  # fold what earlier (possibly killed) workers left in their cache shards
         SegmentCache(Path(cfg.cache_dir) / kind).merge()
-    work, units, fingerprint = prepare(cfg)
-    run_stages(cfg, work, units)
-    if cfg.executor == "slurm" and not slurm_done(work / "logs" / "4-write", len(units)):
+    work, units, fingerprint, qe = prepare(cfg)
+    run_stages(cfg, work, units, qe)
+    if cfg.executor == "slurm" and not slurm_done(work / "logs" / "6-write", len(units)):
         raise BuildError(f"Slurm jobs submitted (logs in {work / 'logs'}); when they have finished, run the same "
                          f"command again to finalize {cfg.out}")
     for kind in ("mt", "qe"):

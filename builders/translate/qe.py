@@ -188,7 +188,7 @@ class CometKiwi:
 
     @property
     def identity(self) -> str:
-        return f"{self.model.model_id}@{self.model.revision}|{self.options.precision}"
+        return qe_identity(self.model, self.options.precision)
 
     def _tokens(self, texts: Sequence[str]) -> list[list[int]]:
         self.tokenizer.enable_truncation(self.max_positions - 2)
@@ -269,6 +269,14 @@ def _encoder_tokenizer(source: str):
     return AutoTokenizer.from_pretrained(source).backend_tokenizer
 
 
+def qe_identity(model: ResolvedModel, precision: str) -> str:
+    """The QE cache namespace: model id, revision (Hub commit or folder hash) and precision."""
+    return f"{model.model_id}@{model.revision}|{precision}"
+
+
+QE_ALLOW = ["hparams.yaml", "checkpoints/*", "*.md", "LICENSE"]
+
+
 def _local_or(candidate: str | None, default: str) -> str:
     """hparams.yaml's pretrained_model when it names a local folder (an offline copy of the encoder), else
     the checkpoint's own value (a Hub id, as comet uses it)."""
@@ -278,7 +286,7 @@ def _local_or(candidate: str | None, default: str) -> str:
 def load_qe(model: str = DEFAULT_QE_MODEL, device: str = "cpu", options: QEOptions | None = None,
             encoder: str | None = None, revision: str | None = None) -> CometKiwi:
     """A CometKiwi model from the Hub (gated: accept its license and log in) or a local comet folder."""
-    resolved = resolve(model, revision, allow_patterns=["hparams.yaml", "checkpoints/*", "*.md", "LICENSE"])
+    resolved = resolve(model, revision, allow_patterns=QE_ALLOW)
     return CometKiwi(resolved, device=device, options=options or QEOptions(), encoder_path=encoder)
 
 

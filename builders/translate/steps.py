@@ -14,6 +14,7 @@ Models are loaded once per worker process (``_models``) and reused by every task
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -122,30 +123,112 @@ class TranslatePrompts(PipelineStep):
         self.stat_update("mt_cache_misses", value=tr.cache.stats["misses"] - misses0)
 
 
-class ScorePrompts(PipelineStep):
-    """Scores every segment pair of a batch of translated prompts, keeps a prompt only if all its segments
-    score >= ``threshold``, and turns the document into the output row (kept, or ``rejected`` with why)."""
+def pair_bucket(src: str, mt: str, buckets: int) -> int:
+    return int(hashlib.blake2b(f"{src}\x1f{mt}".encode(), digest_size=8).hexdigest(), 16) % buckets
+
+
+class PairBuckets(PipelineStep):
+    """End of the translate stage: this rank's (segment, translation) pairs, split by a hash into ``buckets``
+    files (``<folder>/b<bucket>/<rank>.jsonl``), so that the score stage scores each unique pair exactly once."""
+
+    name = "pair buckets"
+    type = "🪣 - BUCKETS"
+
+    def __init__(self, folder: str, buckets: int):
+        super().__init__()
+        self.folder, self.buckets = folder, buckets
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        buckets: dict[int, set[tuple[str, str]]] = {}
+        for doc in data:
+            for src, mt in zip(doc.metadata["segments_en"], doc.metadata["segments_ar"]):
+                if mt.strip():
+                    buckets.setdefault(pair_bucket(src, mt, self.buckets), set()).add((src, mt))
+            yield doc
+        for b, pairs in buckets.items():
+            path = Path(self.folder) / f"b{b:05d}" / f"{rank:05d}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in sorted(pairs)), encoding="utf-8")
+            tmp.replace(path)
+
+
+class ScoreBuckets(PipelineStep):
+    """One bucket of unique pairs (rank = bucket), scored in fixed chunks of the sorted pairs. A chunk is scored
+    as a whole unless the cache has all of it, so every pair's score comes from the same batch whether the run
+    went through in one go or was killed and resumed (scores depend on batch composition at float precision)."""
 
     name = "score"
     type = "🎯 - QE"
 
-    def __init__(self, qe: dict, cache_dir: str, threshold: float, corrections: str | None = None,
-                 batch_size: int = 512):
+    def __init__(self, qe: dict, cache_dir: str, folder: str, chunk: int = 256):
         super().__init__()
-        self.qe, self.cache_dir, self.threshold = qe, cache_dir, threshold
-        self.corrections, self.batch_size = corrections, batch_size
+        self.qe, self.cache_dir, self.folder, self.chunk = qe, cache_dir, folder, chunk
 
-    def scorer(self):
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        from builders.translate.cache import SegmentCache, cache_key
+        from builders.translate.qe import QEOptions, load_qe
+
+        pairs: set[tuple[str, str]] = set()
+        for f in sorted((Path(self.folder) / f"b{rank:05d}").glob("*.jsonl")):
+            pairs.update(tuple(json.loads(line)) for line in f.read_text(encoding="utf-8").splitlines() if line)
+        ordered = sorted(pairs, key=lambda p: (len(p[0]) + len(p[1]), p))
+        cache = SegmentCache(Path(self.cache_dir) / "qe")
+        model = None
+        o = self.qe
+        for i in tqdm(range(0, len(ordered), self.chunk), desc=f"score [{rank}]", unit=" chunks", mininterval=2):
+            chunk = ordered[i:i + self.chunk]
+            keys = [cache_key("qe", o["identity"], s, t) for s, t in chunk]
+            if len(cache.get_many(keys)) == len(keys):
+                continue
+            if model is None:
+                model = _cached(json.dumps(o, sort_keys=True), lambda: load_qe(
+                    o["model"], device=o["device"], encoder=o.get("encoder"),
+                    options=QEOptions(batch_size=o["batch_size"], precision=o["precision"])))
+                if model.identity != o["identity"]:
+                    raise RuntimeError(f"QE model identity changed: {model.identity} != {o['identity']}")
+            scores = model.score([p[0] for p in chunk], [p[1] for p in chunk])
+            cache.put_many(dict(zip(keys, scores)))
+            self.stat_update("pairs_scored", value=len(chunk))
+        self.stat_update("pairs", value=len(ordered))
+        self.stat_update("qe_cache_hits", value=cache.stats["hits"])
+        self.stat_update("qe_cache_misses", value=cache.stats["misses"])
+        cache.close()
+        return
+        yield
+
+
+class MergeCaches(PipelineStep):
+    """One task between stages: fold the workers' cache shards into the merged stores."""
+
+    name = "merge caches"
+    type = "🗃️ - CACHE"
+
+    def __init__(self, cache_dir: str):
+        super().__init__()
+        self.cache_dir = cache_dir
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
         from builders.translate.cache import SegmentCache
-        from builders.translate.qe import CachedScorer, QEOptions, load_qe
 
-        def make():
-            o = self.qe
-            model = load_qe(o["model"], device=o["device"], encoder=o.get("encoder"),
-                            options=QEOptions(batch_size=o["batch_size"], precision=o["precision"]))
-            return CachedScorer(model, SegmentCache(Path(self.cache_dir) / "qe"))
+        for kind in ("mt", "qe"):
+            self.stat_update(f"{kind}_merged", value=SegmentCache(Path(self.cache_dir) / kind).merge())
+        return
+        yield
 
-        return _cached(json.dumps(self.qe, sort_keys=True), make)
+
+class ScorePrompts(PipelineStep):
+    """Every segment pair's score from the merged QE cache, ``qe_min``, the all-segments threshold and human
+    corrections; turns the document into the output row (kept, or ``rejected`` with why)."""
+
+    name = "filter"
+    type = "🎯 - QE"
+
+    def __init__(self, qe_identity: str, qe_model: str, cache_dir: str, threshold: float,
+                 corrections: str | None = None, batch_size: int = 2048):
+        super().__init__()
+        self.qe_identity, self.qe_model, self.cache_dir, self.threshold = qe_identity, qe_model, cache_dir, threshold
+        self.corrections, self.batch_size = corrections, batch_size
 
     def _corrections(self) -> dict:
         if not self.corrections or not Path(self.corrections).exists():
@@ -158,19 +241,26 @@ class ScorePrompts(PipelineStep):
         return out
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        scorer = self.scorer()
+        from builders.translate.cache import SegmentCache, cache_key
+
+        cache = SegmentCache(Path(self.cache_dir) / "qe")
         corrections = self._corrections()
-        hits0, misses0 = scorer.cache.stats["hits"], scorer.cache.stats["misses"]
         for batch in _batches(data, self.batch_size):
             pairs = list(dict.fromkeys((s, t) for d in batch
                                        for s, t in zip(d.metadata["segments_en"], d.metadata["segments_ar"]) if t.strip()))
-            scores = dict(zip(pairs, scorer.score([p[0] for p in pairs], [p[1] for p in pairs]))) if pairs else {}
+            keys = {p: cache_key("qe", self.qe_identity, *p) for p in pairs}
+            found = cache.get_many(keys.values())
+            missing = [p for p, k in keys.items() if k not in found]
+            if missing:
+                raise RuntimeError(f"{len(missing)} segment pairs have no score (e.g. {missing[0]!r}); the score "
+                                   f"stage did not finish")
+            scores = {p: float(found[k]) for p, k in keys.items()}
             for doc in batch:
-                yield self._row(doc, scores, scorer.model_id, corrections.get(doc.id))
-        self.stat_update("qe_cache_hits", value=scorer.cache.stats["hits"] - hits0)
-        self.stat_update("qe_cache_misses", value=scorer.cache.stats["misses"] - misses0)
+                yield self._row(doc, scores, corrections.get(doc.id))
+        cache.close()
 
-    def _row(self, doc: Document, scores: dict, qe_model: str, correction: dict | None) -> Document:
+    def _row(self, doc: Document, scores: dict, correction: dict | None) -> Document:
+        qe_model = self.qe_model
         meta = doc.metadata
         seg_en, seg_ar = meta["segments_en"], meta["segments_ar"]
         seg_scores = [scores.get((s, t)) for s, t in zip(seg_en, seg_ar)]
