@@ -16,6 +16,7 @@ DEMO_DIR = Path(__file__).resolve().parent / "demo"
 SUBCOMMAND_MODULES = (
     "builders.evaluate",
     "builders.space_deploy",
+    "builders.translate.cli",
 )
 
 
