@@ -81,6 +81,7 @@ class CatalogEntry:
     homepage: str = ""
     citation: str = ""
     hub_note: str = ""
+    source_dataset: str = ""  # the dataset this entry reads, counted once however many entries read it
     labels: dict[str, LabelSpec] = field(default_factory=dict)
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train"})
     split_fractions: dict[str, float] = field(default_factory=lambda: {"validation": 0.05, "test": 0.1})
@@ -196,6 +197,7 @@ def parse_entry(raw: dict, path: Path, templates_root: Path | None) -> CatalogEn
         homepage=raw.get("homepage") or "",
         citation=raw.get("citation") or "",
         hub_note=raw.get("hub_note") or "",
+        source_dataset=str(raw.get("source_dataset") or raw.get("hub_id") or name),
         labels=labels,
         splits={str(k): v for k, v in splits.items()},
         split_fractions=raw.get("split_fractions") or {"validation": 0.05, "test": 0.1},
