@@ -133,7 +133,25 @@ class CatalogEntry:
                         f"dataset '{self.name}', template '{tpl.name}' ({tpl.id}): {len(choices)} answer_choices "
                         f"for {len(spec.names)} label names"
                     )
+            derived = tpl.metadata.get("derived_task")
+            if derived is not None and (tpl.metadata.get("original_task", True) is not False or not _SNAKE.match(str(derived))
+                                        or tpl.metadata.get("derived_family") not in TASK_FAMILIES):
+                raise TemplateError(
+                    f"dataset '{self.name}', template '{tpl.name}' ({tpl.id}): derived_task needs original_task: false, "
+                    f"a snake_case task name and a derived_family among {', '.join(TASK_FAMILIES)}"
+                )
         return templates
+
+    def template_task(self, tpl: Template) -> tuple[str, str] | None:
+        """The task config (and family) a template's prompts go to; the rule is data (SCHEMA.md): the entry's
+        own task for a template of the original task; ``derived_task`` / ``derived_family`` for a derived template
+        (metadata ``original_task: false``) that names its task; None for a derived template that names none: its
+        prompts stay in the entry's task for train and validation and are kept out of the evaluated test config."""
+        if tpl.metadata.get("original_task", True) is not False:
+            return self.task, self.task_family
+        if tpl.metadata.get("derived_task"):
+            return str(tpl.metadata["derived_task"]), str(tpl.metadata["derived_family"])
+        return None
 
 
 def _is_text(value: Any) -> bool:
