@@ -46,9 +46,11 @@ class CatalogCounts:
 
 
 def catalog_counts(entries) -> CatalogCounts:
-    """Entries, distinct source datasets (``source_dataset``, default ``hub_id``) and tasks of catalog entries."""
+    """Entries, distinct source datasets (``source_dataset``, default ``hub_id``) and tasks (the entries' own and
+    the tasks their derived templates name) of catalog entries."""
     entries = list(entries)
-    return CatalogCounts(len(entries), len({e.source_dataset for e in entries}), len({e.task for e in entries}))
+    tasks = {e.task for e in entries} | {r[0] for e in entries for r in map(e.template_task, e.templates) if r}
+    return CatalogCounts(len(entries), len({e.source_dataset for e in entries}), len(tasks))
 
 
 # ------------------------------------------------------------------------------------------------- facts
