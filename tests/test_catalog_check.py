@@ -199,6 +199,8 @@ def test_counts_count_a_dataset_once(tmp_path):
     assert catalog_counts(tash).sources == 1
     out = subprocess.run([*CLI, "catalog", "list"], cwd=REPO, capture_output=True, text=True, timeout=300, check=True).stdout
     assert out.rstrip().splitlines()[-1] == counts.sentence()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert readme.count(counts.sentence()) >= 2 and "100 datasets" not in readme  # the README says it the same way
 
 
 def test_every_hub_entry_gives_each_fact_a_status(tmp_path):
