@@ -345,7 +345,8 @@ def summary(facts: list[Fact]) -> dict[str, int]:
 def cmd_check(args) -> int:
     from builders.catalog import load_catalog, select
 
-    entries = select(load_catalog(args.catalog_dir or []), [n.strip() for n in args.datasets.split(",")] if args.datasets else None)
+    entries = select(load_catalog(args.catalog_dir or [], override=args.override),
+                     [n.strip() for n in args.datasets.split(",")] if args.datasets else None)
     token = os.environ.get("HF_TOKEN") if not args.snapshots else None  # never printed
     reader = HubReader(endpoint=args.endpoint, snapshots=args.snapshots, token=token)
     where = f"snapshots in {args.snapshots}" if args.snapshots else (args.endpoint or "the Hub")
@@ -370,6 +371,7 @@ def add_cli(subparsers) -> None:
         "check", help="compare catalog facts with the Hub's metadata (ids, configs, columns, labels, splits, license)")
     ch.add_argument("--datasets", help="comma-separated catalog names (default: every entry)")
     ch.add_argument("--catalog-dir", action="append", help="extra DIR with catalog/ and templates/ (repeatable)")
+    ch.add_argument("--override", action="store_true", help="a --catalog-dir entry may replace a package entry")
     ch.add_argument("--endpoint", help="Hub endpoint (a mirror or a local server); default HF_ENDPOINT or huggingface.co")
     ch.add_argument("--snapshots", help="folder of downloaded dataset snapshots, one per dataset at DIR/<owner>/<name>")
     ch.add_argument("--problems-only", action="store_true", help="print only the facts that are wrong or unknown")

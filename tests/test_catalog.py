@@ -79,8 +79,10 @@ def test_split_key_eval_only_and_source_dataset_are_set():
     # entries over one Hub dataset and config key on the same source columns (QA: the passage, tweets: the tweet)
     for source, keys in by_source.items():
         assert len(keys) == 1, (source, keys)
-    for name in ("arcd_extractive_qa", "arcd_answer_sentence_selection", "mlqa_ar_extractive_qa", "xquad_ar_extractive_qa"):
-        assert CATALOG[name].split_key == ["context"], name
+    for name in ("mlqa_ar_extractive_qa", "mlqa_ar_question_generation", "xquad_ar_extractive_qa", "arabic_squad_extractive_qa"):
+        assert CATALOG[name].split_key == ["context"], name  # the passage, never the question
+    for name in ("arcd_extractive_qa", "arcd_answer_sentence_selection"):
+        assert CATALOG[name].split_key == ["title", "context"], name  # ARCD: the article and its passage
 
 
 def user_catalog(root, mutate_entry=lambda t: t, mutate_templates=lambda t: t) -> None:
