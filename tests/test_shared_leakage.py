@@ -3,8 +3,10 @@
 The raw texts are read here straight from ../shared/data with csv/json/plain readers of our own (not the
 builder's readers, keys or source_id), and searched as substrings of every prompt input of each split with an
 Aho-Corasick automaton. Both sides are normalised the same way (spacing, diacritics, punctuation: the templates
-strip diacritics or join tokens with spaces) and texts shorter than MIN_CHARS are left out, since a short
-phrase occurs inside unrelated longer texts by chance."""
+strip diacritics or join tokens with spaces). Texts of fewer than MIN_WORDS words are left out: the builder
+links identical texts of any length, and a text to any other text it shares a run of MIN_WORDS words with (a news
+sentence of one dataset inside a document of another), but a short phrase inside an unrelated longer text is
+chance, not a source text in two splits."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from builders.pipeline import BuildConfig, build
 from builders.textnorm import normalize
 from test_shared_data import SHARED
 
-MIN_CHARS = 30
+from builders.splits import SHINGLE_WORDS, WINDOW
+
+MIN_WORDS = SHINGLE_WORDS + WINDOW - 1  # the run of shared words the builder's fingerprints always find
 LIMIT = 300  # source rows per source split: the first rows, which every entry over one source reads alike
 
 
@@ -95,7 +99,7 @@ def full_build(tmp_path_factory, shared_data):
 
 def test_no_raw_source_text_is_in_two_splits(full_build, shared_data):
     out, res = full_build
-    texts = {t for ts in raw_texts(shared_data).values() for t in _norm(ts) if t and len(t) >= MIN_CHARS}
+    texts = {t for ts in raw_texts(shared_data).values() for t in _norm(ts) if t and len(t.split(' ')) >= MIN_WORDS}
     automaton = ahocorasick.Automaton()
     for i, t in enumerate(sorted(texts)):
         automaton.add_word(t, i)
