@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builders import __version__
+from builders.catalog_check import CatalogCounts
 
 DEFAULT_REPO_ID = "arabic-prompts/arabic-prompts"  # the id this project publishes under; publish --repo stamps its own
 DEFAULT_TAG = "v1.0.0"  # stands for the version tag until `publish --version` stamps the real one
@@ -119,9 +120,11 @@ def write_prompts_card(out: Path, entries: list, rep: dict, manifest: dict, sche
                      pretty_name=pretty_name, languages=sorted({e.language for e in entries}) or ["ar"],
                      tags=["instruction-tuning", "prompts", "promptsource", "arabic"], total=rep["total"])
     by_task: dict[str, list[str]] = {}
-    for e in entries:
-        by_task.setdefault(e.task, []).append(e.name)
-    families = {e.task: e.task_family for e in entries}
+    families = {}
+    for e in entries:  # a derived template's prompts sit in its own task (CatalogEntry.template_task)
+        for task, family in dict.fromkeys([(e.task, e.task_family)] + [r for r in map(e.template_task, e.templates) if r]):
+            by_task.setdefault(task, []).append(e.name)
+            families.setdefault(task, family)
     tasks = [
         {"name": t, "family": families[t], "datasets": by_task[t], **{k: s.get(k, 0) for k in ("train", "validation", "test")},
          "total": sum(s.values())}
@@ -142,7 +145,7 @@ def write_prompts_card(out: Path, entries: list, rep: dict, manifest: dict, sche
         pretty_name=pretty_name, datasets=entries, tasks=tasks, sources=sources, total=rep["total"], repo_id=repo_id,
         tag=DEFAULT_TAG, example_task=tasks[0]["name"] if tasks else "default", skipped_total=rep["skipped_total"],
         fingerprint=manifest["fingerprint"], fields=list(schema.names), leakage=rep["leakage"],
-        splitting=rep["splitting"],
+        splitting=rep["splitting"], counts=CatalogCounts(len(entries), len({e.source_dataset for e in entries}), len(tasks)).sentence(),
     )
 
 

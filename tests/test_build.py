@@ -104,7 +104,7 @@ def test_cli_build_as_written_makes_a_hub_dataset_folder(shared_build):
     assert files and all(f.split("/")[2].split("-")[0] in ("train", "validation", "test") for f in files)
     assert any(f.startswith("data/extractive_qa/test-00000-of-") for f in files)
     summary = validate(out)
-    assert summary["configs"] == 2
+    assert summary["configs"] == 3  # sentiment_analysis, extractive_qa and question_generation (ARCD's derived template)
     card = (out / "README.md").read_text(encoding="utf-8")
     for needle in ("configs:", "config_name: default", "language:", "task_categories:", "size_categories:",
                    "pretty_name:", "load_dataset(", "| `ajgt_sentiment` |", "@article{elsheikh2024creating"):
