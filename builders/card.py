@@ -68,20 +68,26 @@ def _config(name: str, pattern: str, split_files: dict[str, list[str]], stats: d
 
 
 def card_data(out: Path, files: dict[str, dict[str, list[str]]], schema: pa.Schema, *, licenses: list[str],
-              task_categories: list[str], pretty_name: str, languages: list[str], tags: list[str], total: int):
+              task_categories: list[str], pretty_name: str, languages: list[str], tags: list[str], total: int,
+              default_configs: list[str] | None = None):
     """The README's YAML as ``huggingface_hub.DatasetCardData``: one config per key of ``files``
-    (``data/<config>/<split>-*``) plus ``default`` over all of them, and ``dataset_info`` split sizes (which
-    also make ``datasets`` see a rebuilt folder as new)."""
+    (``data/<config>/<split>-*``) plus ``default`` over all of them (or over ``default_configs`` only: the
+    translated prompts leave their ``rejected`` config out), and ``dataset_info`` split sizes (which also make
+    ``datasets`` see a rebuilt folder as new)."""
     from datasets import Features
     from huggingface_hub import DatasetCardData
 
     features = Features.from_arrow_schema(schema)._to_yaml_list()
     stats = {f: _file_stats(out / f) for splits in files.values() for fs in splits.values() for f in fs}
+    in_default = sorted(files) if default_configs is None else sorted(default_configs)
     all_splits: dict[str, list[str]] = {}
-    for splits in files.values():
-        for split, fs in splits.items():
+    for name in in_default:
+        for split, fs in files[name].items():
             all_splits.setdefault(split, []).extend(fs)
     default_config, default_info = _config("default", "data/*/{split}-*", all_splits, stats, features)
+    if in_default != sorted(files):  # a list of patterns, one per config that has the split
+        default_config["data_files"] = [{"split": split, "path": [f"data/{n}/{split}-*" for n in in_default
+                                                                  if split in files[n]]} for split in sorted(all_splits)]
     default_config = {"config_name": "default", "default": True, "data_files": default_config["data_files"]}
     pairs = [_config(name, f"data/{name}/{{split}}-*", files[name], stats, features) for name in sorted(files)]
     unique_licenses = sorted(set(licenses))
@@ -96,8 +102,8 @@ def card_data(out: Path, files: dict[str, dict[str, list[str]]], schema: pa.Sche
         size_categories=[size_category(total)],
         task_categories=sorted(set(task_categories)),
         tags=tags,
-        configs=[default_config] + [c for c, _ in pairs],
-        dataset_info=[default_info] + [i for _, i in pairs],
+        configs=([default_config] if all_splits else []) + [c for c, _ in pairs],
+        dataset_info=([default_info] if all_splits else []) + [i for _, i in pairs],
         **extra,
     )
 

@@ -311,21 +311,11 @@ def finalize_run(cfg: TranslateConfig, work: Path, fingerprint: str) -> Translat
     (cfg.out / "translate_report.json").write_text(json.dumps(rep, ensure_ascii=False, indent=1), encoding="utf-8")
     plot_histogram(rep, cfg.out / "qe_min_histogram.png")
     kept_files = {k: v for k, v in done.files.items() if k != REJECTED}
+    # the default config has the kept rows only, in their splits; `rejected` is a config of its own
     data = card.card_data(cfg.out, done.files, TRANSLATED_SCHEMA, licenses=sorted(_licenses(cfg.out, done.files)),
                           task_categories=["text-generation", "translation"], pretty_name="Arabic Prompts (translated)",
                           languages=["ar", "en"], tags=["instruction-tuning", "prompts", "machine-translated", "arabic"],
-                          total=rep["kept"])
-    # the default config has the kept rows only (kept config names never start with 'r'), in their splits
-    kept_splits = sorted({s for splits in kept_files.values() for s in splits})
-    default = next(c for c in data.configs if c["config_name"] == "default")
-    default_info = next(i for i in data.dataset_info if i["config_name"] == "default")
-    default["data_files"] = [{"split": s, "path": f"data/[!r]*/{s}-*"} for s in kept_splits]
-    default_info["splits"] = [{**s, "num_examples": sum(pq.ParquetFile(cfg.out / f).metadata.num_rows
-                                                         for splits in kept_files.values() for f in splits.get(s["name"], []))}
-                              for s in default_info["splits"] if s["name"] in kept_splits]
-    if not kept_splits:  # nothing passed: no default config, only `rejected`
-        data.configs = [c for c in data.configs if c["config_name"] != "default"]
-        data.dataset_info = [i for i in data.dataset_info if i["config_name"] != "default"]
+                          total=rep["kept"], default_configs=sorted(kept_files))
     card.write_card(cfg.out, data, "translated_prompts.md.j2", report=rep, configs=sorted(kept_files),
                     files=done.files, manifest=done.manifest, thresholds=THRESHOLDS)
     return TranslateResult(cfg.out, rep, done.manifest)
