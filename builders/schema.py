@@ -84,8 +84,9 @@ def schema_for(kind: str) -> pa.Schema:
 # ------------------------------------------------------------------------------- build work files
 
 # A source row after ingest (``_build/sources/<dataset>.parquet``): its template variables as JSON, its
-# normalised-text key (``source_id``), the split its source gave it (``own_split``) and the split the whole
-# build assigned to its text (``split``). ``row_hash`` identifies the row's content (its key and the other
+# normalised-text key (``source_id``), the hashes of each normalised key text (``parts``) and its winnowing
+# fingerprints (``shingles``): rows that share a text or a run of 10 words, in any dataset, are linked; the split its source gave it (``own_split``) and the split the whole
+# build assigned to it (``split``). ``row_hash`` identifies the row's content (its key and the other
 # variables), ``label_hash`` its label variables: two rows with one source_id and different label_hash are
 # conflicting-label duplicates.
 SOURCE_SCHEMA = pa.schema(
@@ -95,6 +96,8 @@ SOURCE_SCHEMA = pa.schema(
         ("own_split", pa.string()),
         ("split", pa.string()),
         ("source_id", pa.string()),
+        ("parts", pa.list_(pa.uint64())),
+        ("shingles", pa.list_(pa.uint64())),
         ("row_hash", pa.uint64()),
         ("label_hash", pa.uint64()),
         ("record", pa.string()),
@@ -113,3 +116,32 @@ REJECT_SCHEMA = pa.schema(
         ("content", pa.string()),
     ]
 )
+
+
+# ------------------------------------------------------------------------------------- translated prompts
+
+TRANSLATED = "translated-prompts"
+# A machine-translated prompt: the prompt schema (Arabic inputs/targets/answer_choices, language "ar") plus the
+# English it came from, every translated segment with its CometKiwi score, the lowest score, the models, and, for
+# the rows of the ``rejected`` config, why the row was set aside (the failing segment and its score).
+TRANSLATED_SCHEMA = extend(
+    PROMPT_SCHEMA,
+    [
+        ("inputs_en", pa.string()),
+        ("targets_en", pa.string()),
+        ("answer_choices_en", pa.list_(pa.string())),
+        ("source_collection", pa.string()),
+        ("segments_en", pa.list_(pa.string())),
+        ("segments_ar", pa.list_(pa.string())),
+        ("segment_scores", pa.list_(pa.float64())),
+        ("qe_min", pa.float64()),
+        ("mt_model", pa.string()),
+        ("qe_model", pa.string()),
+        ("machine_translated", pa.bool_()),
+        ("human_corrected", pa.bool_()),
+        ("reject_reason", pa.string()),
+        ("failing_segment", pa.string()),
+        ("failing_score", pa.float64()),
+    ],
+)
+SCHEMAS[TRANSLATED] = TRANSLATED_SCHEMA

@@ -87,14 +87,20 @@ STATIC_TASKS: dict[str, str] = {
     "answer_sentence_selection": "question_answering",
     "back_transliteration": "generation",
     "boolean_qa": "question_answering",
+    "claim_article_stance": "classification",
     "claim_verification": "classification",
     "closed_qa": "question_answering",
     "commonsense_reasoning": "question_answering",
+    "country_dialect_identification": "classification",
     "creative_writing": "generation",
+    "cross_lingual_qa": "question_answering",
     "dependency_parsing": "sequence_labeling",
     "dependency_relation_labeling": "sequence_labeling",
     "diacritization": "text_correction",
     "dialect_identification": "classification",
+    "dialect_to_english_translation": "translation",
+    "dialectness_estimation": "classification",
+    "dictionary_definition": "generation",
     "domain_classification": "classification",
     "emotion_classification": "classification",
     "entity_counting": "extraction",
@@ -112,6 +118,7 @@ STATIC_TASKS: dict[str, str] = {
     "keyphrase_extraction": "extraction",
     "lemmatization": "sequence_labeling",
     "location_extraction": "extraction",
+    "math_word_problems": "generation",
     "morphological_feature_tagging": "sequence_labeling",
     "morphological_segmentation": "sequence_labeling",
     "multi_aspect_tweet_analysis": "classification",
@@ -124,11 +131,15 @@ STATIC_TASKS: dict[str, str] = {
     "organization_extraction": "extraction",
     "person_name_extraction": "extraction",
     "person_role_classification": "extraction",
+    "poetry_era_classification": "classification",
     "poetry_generation": "generation",
     "poetry_meter_classification": "classification",
+    "poetry_rhyme_identification": "classification",
+    "poetry_theme_classification": "classification",
     "pos_tagging": "sequence_labeling",
     "question_generation": "generation",
     "reading_comprehension": "question_answering",
+    "root_identification": "extraction",
     "sarcasm_detection": "classification",
     "semantic_textual_similarity": "classification",
     "sentence_completion": "question_answering",
@@ -136,6 +147,7 @@ STATIC_TASKS: dict[str, str] = {
     "sentiment_rating": "classification",
     "stance_detection": "classification",
     "stance_target_identification": "classification",
+    "story_writing": "generation",
     "subjectivity_detection": "classification",
     "summarization": "summarization",
     "text_undiacritization": "text_correction",
@@ -147,6 +159,7 @@ STATIC_TASKS: dict[str, str] = {
     "translation_en_ar": "translation",
     "transliteration": "generation",
     "word_diacritization": "text_correction",
+    "word_sentiment_polarity": "classification",
 }
 
 
@@ -561,7 +574,8 @@ def prompt_fn(line: dict, task_name: str | None = None) -> Doc:
             f"task {task_name}: row {line.get('id', line.get('__index'))!r} needs string `inputs` and `targets` "
             f"(got {type(inputs).__name__} and {type(targets).__name__})"
         )
-    specific = {k: line[k] for k in ("id", "task_family", "template_name", "dataset_name") if k in line}
+    # source_id: the prompts of one source text (one per template) are one cluster for `evaluate compare`
+    specific = {k: line[k] for k in ("id", "source_id", "task_family", "template_name", "dataset_name") if k in line}
     return Doc(
         task_name=task_name,
         query=inputs.rstrip(),
