@@ -109,7 +109,7 @@ def test_the_folder_is_a_valid_hub_dataset(scripted_run, monkeypatch):
     ds = load_built(out, "afb")
     assert sum(len(ds[s]) for s in ds) == 2 and all(r["dialect"] == "afb" for s in ds for r in ds[s])
     # published with the builder's publish (the Hub is a stand-in here: no network)
-    from test_hub import FakeHub
+    from fake_hub import FakeHub
 
     hub = FakeHub()
     res = publish(out, "org/arabic-dialogues", "1.0.0", api=hub)

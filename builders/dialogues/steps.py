@@ -64,8 +64,9 @@ def row_id(source: str, generator: str, prompt_version: str) -> str:
 
 
 def split_of(source: str, validation: float, test: float) -> str:
-    """The conversation's split, carved by a hash of its source_id (``builders.splits.carve``)."""
-    return carve(source, {"validation": validation, "test": test}, {"validation", "test"})
+    """The conversation's split, carved by its source_id (16 hex digits, a hash) read as an integer
+    (``builders.splits.carve``)."""
+    return carve(int(source, 16), {"validation": validation, "test": test}, {"validation", "test"})
 
 
 def retry_seed(seed: int, attempt: int) -> int:
