@@ -88,6 +88,19 @@ class ScriptedBackend:
         return [self.script(i, s) for i, s in zip(instructions, seeds)]
 
 
+def cli(capsys, *args: str) -> str:
+    """``arabic-prompts ARGS`` run in this process (the real parser and command; no interpreter start-up, which
+    costs seconds per call on a loaded CI machine): its stdout, after checking it exited 0. One test per command
+    group still runs the installed console script in a subprocess."""
+    from builders.cli import main
+
+    capsys.readouterr()
+    rc = main(list(args))
+    out = capsys.readouterr()
+    assert rc == 0, f"arabic-prompts {' '.join(args)} exited {rc}:\n{out.err[-4000:]}"
+    return out.out
+
+
 # ---------------------------------------------------------------------------------- local HTTP server
 
 

@@ -117,12 +117,12 @@ def test_prompt_errors_and_version(tmp_path):
     assert DialoguePrompt.load(edited).prompt_version != DialoguePrompt.load().prompt_version
 
 
-def test_grid_and_preview_commands():
-    from conftest import run_cli
+def test_grid_and_preview_commands(capsys):
+    from dialogues_fixtures import cli
 
-    out = run_cli("dialogues", "grid", "countries").stdout
+    out = cli(capsys, "dialogues", "grid", "countries")
     assert len([line for line in out.splitlines() if line.strip()]) == 151 + 1
     assert "93 topics x 151 countries = 14043 cells" in out and "egypt" in out and "arz" in out
-    shown = run_cli("dialogues", "preview", "--topic", "coffee_tea", "--country", "kuwait", "--prompt-format",
-                    "jais").stdout
+    shown = cli(capsys, "dialogues", "preview", "--topic", "coffee_tea", "--country", "kuwait", "--prompt-format",
+                "jais")
     assert "### Instruction: اسمك جيس" in shown and "اللهجة الكويتية" in shown and "### Response: [|AI|]" in shown

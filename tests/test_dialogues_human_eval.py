@@ -8,8 +8,7 @@ import json
 import random
 
 import pytest
-from conftest import run_cli
-from dialogues_fixtures import scripted_conversation
+from dialogues_fixtures import cli, scripted_conversation
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
 
@@ -81,10 +80,10 @@ def test_agreement_equals_sklearn_and_scipy_on_random_ratings():
         assert res.means["A"][c]["mean"] == pytest.approx(mean_a) and res.means["A"][c]["n"] == 30
 
 
-def test_export_fill_and_agreement_end_to_end(tmp_path):
+def test_export_fill_and_agreement_end_to_end(tmp_path, capsys):
     a = _conversations(tmp_path / "model_a.jsonl", 8, 1)
     b = _conversations(tmp_path / "model_b.jsonl", 8, 2)
-    run_cli("dialogues", "human-eval", "export", "--model", f"A={a}", "--model", f"B={b}", "--out",
+    cli(capsys, "dialogues", "human-eval", "export", "--model", f"A={a}", "--model", f"B={b}", "--out",
             str(tmp_path / "eval"), "--per-model", "5", "--seed", "1")
     ev = tmp_path / "eval"
     key = read_key(ev / "items.csv")
@@ -95,7 +94,7 @@ def test_export_fill_and_agreement_end_to_end(tmp_path):
     # rater 1 likes model A, rater 2 agrees but is one point stricter on fluency
     _fill(ev / "sheet_rater_1.csv", lambda i: {c: 5 if key[i] == "A" else 2 for c in CRITERIA})
     _fill(ev / "sheet_rater_2.csv", lambda i: {c: (5 if key[i] == "A" else 2) - (c == "fluency") for c in CRITERIA})
-    run_cli("dialogues", "human-eval", "agreement", "--sheets", str(ev / "sheet_rater_1.csv"),
+    cli(capsys, "dialogues", "human-eval", "agreement", "--sheets", str(ev / "sheet_rater_1.csv"),
             str(ev / "sheet_rater_2.csv"), "--key", str(ev / "items.csv"), "--out", str(tmp_path / "agree"))
     rep = json.loads((tmp_path / "agree" / "agreement.json").read_text())
     assert rep["items"] == 10 and rep["criteria"]["overall"]["kappa"] == pytest.approx(1.0)

@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 from conftest import run_cli
-from dialogues_fixtures import naive_pointwise, naive_summary, naive_training_ngrams
+from dialogues_fixtures import cli, naive_pointwise, naive_summary, naive_training_ngrams
 
 from builders.dialogues.ngram_index import NgramIndex, NgramIndexError, TokenHasher, build_index, ngram_hashes
 from builders.dialogues.raven import pointwise_scores, raven_report
@@ -111,10 +111,11 @@ def test_index_spills_and_shards_give_the_same_set(tmp_path):
         NgramIndex(tmp_path)
 
 
-def test_raven_command_on_plain_files(tmp_path):
+def test_raven_command_on_plain_files(tmp_path, capsys):
     (tmp_path / "train.txt").write_text("\n".join(TRAIN) + "\n", encoding="utf-8")
     (tmp_path / "gen.txt").write_text("the cat ran on the mat the dog\nsat on a rug\n", encoding="utf-8")
     (tmp_path / "prompts.txt").write_text("a\nthe dog\n", encoding="utf-8")
+    # the command itself, in a subprocess, as one compares it with the reference code on the same files
     proc = run_cli("dialogues", "raven", "--train", str(tmp_path / "train.txt"), "--generated",
                    str(tmp_path / "gen.txt"), "--prompts", str(tmp_path / "prompts.txt"), "--json")
     rep = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -123,12 +124,12 @@ def test_raven_command_on_plain_files(tmp_path):
     prompts = [line.split() for line in (tmp_path / "prompts.txt").read_text().splitlines()]
     assert rep == json.loads(json.dumps(raven_report(gens, idx, prompts)))
     assert rep["generations"] == 2 and rep["tokens"] == 12 and 0 < rep["raven"] < 1
-    table = run_cli("dialogues", "raven", "--train", str(tmp_path / "train.txt"), "--generated",
-                    str(tmp_path / "gen.txt"), "--index", str(tmp_path / "saved"))
-    assert "RAVEN = " in table.stdout and (tmp_path / "saved" / "meta.json").exists()
-    again = run_cli("dialogues", "raven", "--generated", str(tmp_path / "gen.txt"), "--index", str(tmp_path / "saved"),
-                    "--json")
-    assert json.loads(again.stdout)["training"] == raven_report(gens, NgramIndex(tmp_path / "saved"))["training"]
+    table = cli(capsys, "dialogues", "raven", "--train", str(tmp_path / "train.txt"), "--generated",
+                str(tmp_path / "gen.txt"), "--index", str(tmp_path / "saved"))
+    assert "RAVEN = " in table and (tmp_path / "saved" / "meta.json").exists()
+    again = cli(capsys, "dialogues", "raven", "--generated", str(tmp_path / "gen.txt"), "--index",
+                str(tmp_path / "saved"), "--json")
+    assert json.loads(again)["training"] == raven_report(gens, NgramIndex(tmp_path / "saved"))["training"]
 
 
 def test_arrow_tokenization_is_pythons_split():
@@ -161,3 +162,32 @@ def test_vectorised_hashes_and_arrow_line_reading(tmp_path):
     b = build_index_from_files([path], tmp_path / "b", max_n=4, eos="<eos>", chunk_tokens=20)
     assert a.meta.distinct == b.meta.distinct and a.meta.tokens == b.meta.tokens == len(text.split()) + 251
     assert np.array_equal(np.load(tmp_path / "a" / "shard-00000.npy"), np.load(tmp_path / "b" / "shard-00000.npy"))
+
+
+def test_look_ups_are_exact_at_shard_edges_and_among_near_equal_hashes(tmp_path):
+    """``contains`` orders queries by their top bits only (``query_order``): hashes that differ in their low bits
+    alone, hashes right at shard boundaries and shard counts that do not divide 2**64 must still be answered
+    exactly, as a set would."""
+    from builders.dialogues.ngram_index import _boundaries, _ShardBuffers, query_order
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2**63, 300, dtype=np.uint64) << np.uint64(1)
+    bounds = _boundaries(7)
+    edges = np.concatenate([bounds[1:], bounds[1:] - np.uint64(1), bounds[1:] + np.uint64(1)])
+    near = np.concatenate([base ^ np.uint64(k) for k in range(1, 9)])  # same top bits, other low bits
+    stored = np.unique(np.concatenate([base, edges[::2], np.array([0, 2**64 - 1], dtype=np.uint64)]))
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    buffers = _ShardBuffers(7, folder, 1 << 20)
+    buffers.add(stored)
+    for k in range(7):
+        np.save(folder / f"shard-{k:05d}.npy", buffers.merge(k))
+    (folder / "meta.json").write_text(json.dumps({"format": "arabic-prompts-ngram-index", "version": 2, "max_n": 1,
+                                                  "num_shards": 7, "eos": None, "cross_lines": True}))
+    queries = rng.permutation(np.concatenate([stored, near, edges, stored[:50]]))
+    order = query_order(queries)
+    assert sorted(order.tolist()) == list(range(queries.size))  # a permutation
+    assert np.all(np.diff(queries[order] >> np.uint64(32)) >= 0)  # ordered by the top 32 bits
+    expected = np.isin(queries, stored)
+    assert NgramIndex(folder).contains(queries).tolist() == expected.tolist()
+    assert 0 < expected.sum() < expected.size

@@ -89,7 +89,7 @@ def _leading_true_scores(dup: np.ndarray, cap: np.ndarray) -> np.ndarray:
 
 def pointwise_scores(generations: list[list[str]], index: NgramIndex | None = None,
                      prompts: list[list[str]] | None = None, max_n: int = 10,
-                     context: bool = True, batch_tokens: int = 200_000) -> dict[str, list[np.ndarray]]:
+                     context: bool = True, batch_tokens: int = 1_000_000) -> dict[str, list[np.ndarray]]:
     """Pointwise scores per source, one int array per generation (``context=False``: against training only).
     Generations are scored in batches of about ``batch_tokens`` tokens, and each look-up reads the index one shard
     at a time, so memory stays bounded (``with index.cached():`` around the call trades memory for speed)."""
@@ -124,11 +124,22 @@ def _scores(generations: list[list[str]], index: NgramIndex | None, prompts: lis
     if T:
         firsts = np.r_[0, np.flatnonzero(np.diff(b.doc)) + 1]
         doc_start[b.doc[firsts]] = firsts
-    # Training look-ups size by size, each only where the next-smaller n-gram ending at the same token was seen (if
-    # it was not, no larger one was): sizes 1-3 one pass each, larger sizes gathered where the 3-gram was seen
-    # (copied text goes on for long) into one last pass; about as many look-ups as the reference's walk back.
-    stepwise = min(3, max_n)
-    rest: list[tuple[int, np.ndarray, np.ndarray]] = []
+    # Training look-ups in three passes over the index (each pass reads every shard it needs once): sizes 1 and 2
+    # together (a word of the generation is nearly always a training word, so asking its 2-gram at once costs
+    # almost nothing); size 3 where the 2-gram was seen; sizes 4..max_n where the 3-gram was seen (copied text goes
+    # on for long). If an n-gram was not seen, no larger one ending at the same token was: about as many look-ups
+    # as the reference's walk back, with three reads of the index.
+    pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    def look_up():
+        if pending:
+            hits = index.contains(np.concatenate([h for _, h, _ in pending]))
+            at = 0
+            for n, h, end in pending:
+                train_dup[n - 1, end[hits[at:at + h.size]]] = True
+                at += h.size
+            pending.clear()
+
     with np.errstate(over="ignore"):
         for n, h in enumerate(iter_ngram_hashes(b.seq, max_n), 1):
             if not h.size:
@@ -137,15 +148,14 @@ def _scores(generations: list[list[str]], index: NgramIndex | None, prompts: lis
             end = start + (n - 1)
             inside = b.doc[start] == b.doc[end]  # does not span two generations
             if index is not None:
+                if n in (3, 4):
+                    look_up()  # the pass before, whose sizes this one is asked on
                 # only n-grams inside the generation matter (scores are capped at j + 2)
                 ask = inside & b.is_gen[start]
-                if n > 1:
-                    ask &= train_dup[min(n, stepwise + 1) - 2, end]
-                if n <= stepwise:
-                    q_end = end[ask]
-                    train_dup[n - 1, q_end[index.contains(h[ask])]] = True
-                elif ask.any():
-                    rest.append((n, h[ask], end[ask]))
+                if n >= 3:
+                    ask &= train_dup[min(n, 4) - 2, end]
+                if ask.any():
+                    pending.append((n, h[ask], end[ask]))
             if not context:
                 continue
             # context: the n-gram occurs entirely before its own end, in the prompt or earlier generated text
@@ -156,20 +166,17 @@ def _scores(generations: list[list[str]], index: NgramIndex | None, prompts: lis
             # tested against the context (it would be longer than it) and does not count as novel
             seen_before = inside & ((first_end < end) | (start == doc_start[b.doc[start]]))
             ctx_dup[n - 1, end[seen_before]] = True
-    if rest:
-        hits = index.contains(np.concatenate([h for _, h, _ in rest]))
-        at = 0
-        for n, h, end in rest:
-            train_dup[n - 1, end[hits[at:at + h.size]]] = True
-            at += h.size
+    if index is not None:
+        look_up()
     gen = b.is_gen
     cap = np.minimum(b.j[gen] + 2, max_n + 1)
     scores = {"training": _leading_true_scores(train_dup[:, gen], cap)}
     if context:
         scores["context"] = _leading_true_scores(ctx_dup[:, gen], cap)
         scores["training_and_context"] = np.maximum(scores["training"], scores["context"])
-    splits = np.cumsum(b.gen_lengths)[:-1]
-    return {k: np.split(v, splits) for k, v in scores.items()}
+    ends = np.cumsum(b.gen_lengths).tolist()
+    starts = [0] + ends[:-1]
+    return {k: [v[a:z] for a, z in zip(starts, ends)] for k, v in scores.items()}  # views (np.split is slower)
 
 
 def summarize(scores: list[np.ndarray], max_n: int = 10) -> dict:
