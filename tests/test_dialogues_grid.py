@@ -112,6 +112,11 @@ def test_prompt_errors_and_version(tmp_path):
     unsafe.write_text(src.replace("{{ topic_ar }}", "{{ topic_ar.__class__.__mro__ }}"), encoding="utf-8")
     with pytest.raises(TemplateError, match="unsafe"):
         DialoguePrompt.load(unsafe).render(cell, 6)
+    endless = tmp_path / "endless.yaml"  # the sandbox's output bound holds for the dialogue prompt too
+    loops = "{% for i in range(1000) %}{% for j in range(1000) %}{{ topic_ar }}{% endfor %}{% endfor %}"
+    endless.write_text(src.replace("{{ topic_ar }}", loops), encoding="utf-8")
+    with pytest.raises(TemplateError, match="longer than"):
+        DialoguePrompt.load(endless).render(cell, 6)
     edited = tmp_path / "edited.yaml"
     edited.write_text(src.replace("واقعية", "طبيعية"), encoding="utf-8")
     assert DialoguePrompt.load(edited).prompt_version != DialoguePrompt.load().prompt_version

@@ -1,5 +1,6 @@
 """The versioned dialogue prompt: ``prompts/dialogue.yaml`` rendered for one grid cell in the project's Jinja
-sandbox (``builders.templates.ENV``: SandboxedEnvironment with StrictUndefined)."""
+sandbox (``builders.templates.ENV``: SandboxedEnvironment with StrictUndefined), with the template renderer's
+bound on the output's length (``builders.templates._render_bounded``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import jinja2
 import yaml
 
 from builders.dialogues.grid import Cell
-from builders.templates import ENV, TemplateError
+from builders.templates import ENV, OutputTooLong, TemplateError, _render_bounded
 
 PROMPT_FILE = Path(__file__).resolve().parent / "prompts" / "dialogue.yaml"
 
@@ -69,8 +70,8 @@ class DialoguePrompt:
             "num_turns": num_turns, "user_label": self.user_label, "assistant_label": self.assistant_label,
         }
         try:
-            return self.compiled.render(**variables).strip()
-        except jinja2.exceptions.SecurityError as e:
+            return _render_bounded(self.compiled, **variables).strip()
+        except (jinja2.exceptions.SecurityError, OutputTooLong) as e:
             raise TemplateError(f"dialogue prompt {self.path}: unsafe template operation blocked: {e}") from e
         except jinja2.exceptions.UndefinedError as e:
             raise TemplateError(f"dialogue prompt {self.path}: {e} (variables: {sorted(variables)})") from e
