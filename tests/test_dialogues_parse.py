@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from dialogues_fixtures import EGYPTIAN, ENGLISH, GULF, TOO_SHORT, WITH_PREAMBLE
 
-from builders.dialogues.conversations import format_conversation
+from builders.dialogues.conversations import ConversationsError, format_conversation, read_conversations
 from builders.dialogues.filters import FilterConfig, arabic_ratio, normalized, reason_kind
 from builders.dialogues.parse import parse_and_validate, parse_conversation, validate
 
@@ -72,3 +74,17 @@ def test_normalized_text_ignores_diacritics_and_spacing():
     a = [{"role": "user", "content": "مَرْحَبًا   بِكَ"}]
     b = [{"role": "user", "content": "مرحبا بك"}]
     assert normalized(a) == normalized(b) == "user: مرحبا بك"
+
+
+def test_conversation_files_name_the_bad_line_or_row(tmp_path):
+    good = {"messages": [{"role": "user", "content": "مرحبا"}, {"role": "assistant", "content": "أهلا"}]}
+    path = tmp_path / "conv.jsonl"
+    path.write_text(f"{json.dumps(good)}\n\n{{not json\n", encoding="utf-8")
+    with pytest.raises(ConversationsError, match=r"conv.jsonl line 3: not JSON"):
+        read_conversations(path)
+    path.write_text(f"{json.dumps(good)}\n{json.dumps({'messages': [{'role': 'narrator', 'content': 'x'}]})}\n",
+                    encoding="utf-8")
+    with pytest.raises(ConversationsError, match=r"conv.jsonl row 1: message 0 is not"):
+        read_conversations(path)
+    path.write_text(json.dumps(good) + "\n", encoding="utf-8")
+    assert read_conversations(path) == [good]

@@ -62,13 +62,13 @@ def _read_conversations(path: Path, limit: int | None) -> list[dict]:
         if path.suffix == ".json" and text.lstrip().startswith("["):
             raw = json.loads(text)
         else:
+            from builders.sources import json_lines
+
             raw = []
-            for i, line in enumerate(text.splitlines()):
-                if line.strip():
-                    try:
-                        raw.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise ConversationsError(f"{path} line {i + 1}: not JSON ({e})") from e
+            for line_no, record, error in json_lines(text.splitlines()):
+                if error:
+                    raise ConversationsError(f"{path} line {line_no}: not JSON ({error})")
+                raw.append(record)
         return [_check(r, f"{path} row {i}") for i, r in enumerate(raw[:limit] if limit else raw)]
     raise ConversationsError(f"{path}: expected a .jsonl, .json or .parquet file or a folder")
 
