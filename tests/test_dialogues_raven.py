@@ -97,7 +97,7 @@ def test_index_spills_and_shards_give_the_same_set(tmp_path):
     rng = random.Random(5)
     lines = [" ".join(f"t{rng.randint(0, 300)}" for _ in range(rng.randint(1, 40))) for _ in range(400)]
     one = build_index(lines, tmp_path / "one", max_n=5, num_shards=1)
-    spilled = build_index(lines, tmp_path / "many", max_n=5, num_shards=7, chunk_tokens=100, memory_budget_mb=0)
+    spilled = build_index(lines, tmp_path / "many", max_n=5, num_shards=7, chunk_tokens=1000, memory_budget_mb=0)
     merged = np.concatenate([np.load(tmp_path / "many" / f"shard-{k:05d}.npy") for k in range(7)])
     assert np.array_equal(np.sort(merged), np.load(tmp_path / "one" / "shard-00000.npy"))
     assert spilled.meta.distinct == one.meta.distinct == len(naive_training_ngrams(lines, 5))
