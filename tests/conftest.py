@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CLI = [sys.executable, "-m", "builders.cli"]
+pytest_plugins = ["train_fixtures"]
 
 # datatrove's forkserver workers and `datasets` must not reach for the network in tests
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -12,7 +12,7 @@ RUN_FILE = "training_run.json"
 MIXTURE_RECIPE_FILES = ("mixture_recipe.json",)
 HYPERPARAMETERS = ("learning_rate", "lr_scheduler_type", "warmup_steps", "num_train_epochs", "max_steps",
                    "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "packing",
-                   "packing_strategy", "assistant_only_loss", "bf16", "gradient_checkpointing", "weight_decay",
+                   "packing_strategy", "assistant_only_loss", "bf16", "activation_checkpointing", "weight_decay",
                    "optim", "seed")
 LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_rslora", "use_dora")
 

@@ -1,0 +1,69 @@
+"""Shared set-ups of the training tests (session-scoped, made once per run): a tiny random Qwen2 with a byte-level
+BPE tokenizer trained on real Arabic text (Qwen2's special tokens), a prompt dataset built by `arabic-prompts build`
+from real shared files, and one short training run of the tiny recipe that several tests read."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SHARED_DATA, run_cli
+
+RECIPE = REPO / "training" / "recipes" / "tiny-cpu.yaml"
+TRAIN_DATASETS = {"ajgt_sentiment": "ajgt", "arcd_extractive_qa": "arcd"}
+
+
+def load_sft():
+    """training/sft.py as a module (it is a script, not part of the package)."""
+    if "arabic_prompts_sft" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("arabic_prompts_sft", REPO / "training" / "sft.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["arabic_prompts_sft"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["arabic_prompts_sft"]
+
+
+def recipe_args(base: Path, datasets, out: Path, **overrides) -> list[str]:
+    """Overrides of the tiny recipe: the tiny model, the data, the output folder, then any recipe key."""
+    args = ["--model_name_or_path", str(base), "--datasets", *[str(d) for d in datasets], "--output_dir", str(out)]
+    for key, value in overrides.items():
+        args += [f"--{key}", str(value)]
+    return args
+
+
+def parse(base: Path, datasets, out: Path, **overrides):
+    from builders.training.config import parse_recipe
+
+    return parse_recipe(RECIPE, recipe_args(base, datasets, out, **overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A tiny random Qwen2ForCausalLM (safetensors) + tokenizer with <|im_start|>, <|im_end|>, <|endoftext|>."""
+    from tiny_models import tiny_qwen2, tiny_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny_base") / "tiny-qwen2"
+    tiny_qwen2(tiny_tokenizer(vocab_size=800), out=out, hidden_size=32, layers=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def train_build(tmp_path_factory) -> Path:
+    """A build of real shared data (AJGT sentiment, ARCD extractive QA) by the real builder."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    out = tmp_path_factory.mktemp("train_build") / "arabic-prompts"
+    local = [a for name, folder in TRAIN_DATASETS.items() for a in ("--local", f"{name}={SHARED_DATA / folder}")]
+    run_cli("build", "--datasets", ",".join(TRAIN_DATASETS), *local, "--out", str(out), "--limit", "60")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_base, train_build, tmp_path_factory) -> Path:
+    """The tiny recipe trained for 4 steps in-process (eval and a checkpoint every 2 steps)."""
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    load_sft().main(*parse(tiny_base, [train_build], out, max_steps=4, save_steps=2, eval_steps=2))
+    return out
