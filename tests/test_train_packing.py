@@ -20,7 +20,7 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return -logp[keep].gather(-1, targets[keep][:, None])[:, 0]
 
 
-def test_a_packed_batch_gives_each_example_the_logits_and_loss_it_gets_alone(tiny_base, tmp_path):
+def test_a_packed_batch_gives_each_example_the_logits_and_loss_it_gets_alone(tiny_base, tmp_path, single_thread):
     rows = PROMPTS + [{"messages": DIALOGUE}, {"messages": DIALOGUE[:3]}]
     trainer = trainer_for(tiny_base, rows, tmp_path, packing=True, per_device_train_batch_size=len(rows))
     model = trainer.model.eval()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,12 @@ from conftest import REPO, SHARED_DATA, run_cli
 
 RECIPE = REPO / "training" / "recipes" / "tiny-cpu.yaml"
 TRAIN_DATASETS = {"ajgt_sentiment": "ajgt", "arcd_extractive_qa": "arcd"}
+# Smaller steps than the tiny recipe's, so the tests stay fast on 2 shared cores.
+FAST = {"max_length": 256, "per_device_train_batch_size": 2, "per_device_eval_batch_size": 4, "max_eval_samples": 16}
+# The tiny model's embeddings (tied with its LM head, which LoRA leaves frozen) are scaled up from the 0.02 init:
+# at that init a 32-wide model cannot move any logit by more than about one nat, whatever the adapter learns. A
+# pretrained model's embeddings are as large; the scale only lets a tiny LoRA show that it learns.
+EMBED_SCALE = 10.0
 
 
 def load_sft():
@@ -27,9 +34,9 @@ def load_sft():
 
 
 def recipe_args(base: Path, datasets, out: Path, **overrides) -> list[str]:
-    """Overrides of the tiny recipe: the tiny model, the data, the output folder, then any recipe key."""
+    """Overrides of the tiny recipe: the tiny model, the data, the output folder, FAST, then any recipe key."""
     args = ["--model_name_or_path", str(base), "--datasets", *[str(d) for d in datasets], "--output_dir", str(out)]
-    for key, value in overrides.items():
+    for key, value in {**FAST, **overrides}.items():
         args += [f"--{key}", str(value)]
     return args
 
@@ -40,13 +47,47 @@ def parse(base: Path, datasets, out: Path, **overrides):
     return parse_recipe(RECIPE, recipe_args(base, datasets, out, **overrides))
 
 
+@contextmanager
+def one_thread():
+    """Torch on one thread while a test trains: on 2 cores shared by other jobs, two threads made each tiny step
+    about five times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def single_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the training subprocesses too
+    with one_thread():
+        yield
+
+
+def tiny_trainable_qwen2(tokenizer, out: Path, **kwargs):
+    import torch
+
+    from tiny_models import tiny_qwen2
+
+    model = tiny_qwen2(tokenizer, **kwargs)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(EMBED_SCALE)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return model
+
+
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     """A tiny random Qwen2ForCausalLM (safetensors) + tokenizer with <|im_start|>, <|im_end|>, <|endoftext|>."""
-    from tiny_models import tiny_qwen2, tiny_tokenizer
+    from tiny_models import tiny_tokenizer
 
     out = tmp_path_factory.mktemp("tiny_base") / "tiny-qwen2"
-    tiny_qwen2(tiny_tokenizer(vocab_size=800), out=out, hidden_size=32, layers=2)
+    tiny_trainable_qwen2(tiny_tokenizer(vocab_size=800), out, hidden_size=32, layers=2)
     return out
 
 
@@ -65,5 +106,6 @@ def train_build(tmp_path_factory) -> Path:
 def tiny_run(tiny_base, train_build, tmp_path_factory) -> Path:
     """The tiny recipe trained for 4 steps in-process (eval and a checkpoint every 2 steps)."""
     out = tmp_path_factory.mktemp("tiny_run") / "run"
-    load_sft().main(*parse(tiny_base, [train_build], out, max_steps=4, save_steps=2, eval_steps=2))
+    with one_thread():
+        load_sft().main(*parse(tiny_base, [train_build], out, max_steps=4, save_steps=2, eval_steps=2))
     return out

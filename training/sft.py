@@ -34,7 +34,7 @@ def build_trainer(data_args, training_args, model_args):
         train_dataset=loaded.train,
         eval_dataset=loaded.eval if training_args.eval_strategy != "no" else None,
         processing_class=tokenizer,
-        peft_config=config.lora_config(model_args, new_token_ids),
+        peft_config=config.lora_config(model_args, base, added_tokens=bool(new_token_ids)),
     )
     return trainer, loaded
 

@@ -24,16 +24,19 @@ def launch_command(recipe: str, overrides: list[str], accelerate_config: str | N
 
 
 def cmd_train(args) -> int:
-    from builders.training.config import parse_recipe
-
     if not SFT_SCRIPT.is_file():
         raise FileNotFoundError(f"{SFT_SCRIPT} not found: `arabic-prompts train` runs from a checkout of the repository")
+    if not Path(args.recipe).is_file():
+        raise FileNotFoundError(f"recipe {args.recipe} not found")
     overrides = [a for a in args.overrides if a != "--"]
-    parse_recipe(args.recipe, overrides)  # a bad recipe fails here, with TRL's message, before anything starts
     cmd = launch_command(args.recipe, overrides, args.accelerate_config, args.num_processes)
-    print("+ " + shlex.join(cmd), flush=True)
-    if args.dry_run:
+    if args.dry_run:  # check the recipe here (TRL's parser, the launched script's checks) and stop
+        from builders.training.config import parse_recipe
+
+        parse_recipe(args.recipe, overrides)
+        print("recipe OK; would run:\n" + shlex.join(cmd))
         return 0
+    print("+ " + shlex.join(cmd), flush=True)
     return subprocess.run(cmd).returncode
 
 
@@ -79,7 +82,7 @@ def add_cli(subparsers) -> None:
     t.add_argument("--accelerate-config", metavar="FILE",
                    help="training/accelerate/{single_gpu,multi_gpu,deepspeed_zero3,fsdp}.yaml (default: single_gpu)")
     t.add_argument("--num-processes", type=int, help="processes (GPUs) to launch, overriding the accelerate config")
-    t.add_argument("--dry-run", action="store_true", help="check the recipe and print the command only")
+    t.add_argument("--dry-run", action="store_true", help="check the recipe and print the command, run nothing")
     t.add_argument("recipe", help="training/recipes/*.yaml")
     t.add_argument("overrides", nargs=argparse.REMAINDER, help="--key value pairs that override the recipe")
     t.set_defaults(func=cmd_train)

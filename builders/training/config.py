@@ -78,12 +78,22 @@ def finalize(data_args, training_args, model_args):
     return data_args, training_args, model_args
 
 
-def lora_config(model_args, new_token_ids: list[int] | None = None):
-    """PEFT LoraConfig from the recipe (None for full fine-tuning). Tokens added to the vocabulary (the ChatML ones,
-    for a tokenizer that lacks them) get trainable embedding rows, saved with the adapter."""
+def embedding_module_names(model) -> list[str]:
+    """Names of the input and output embedding modules (embed_tokens and lm_head for Qwen2, wte for GPT-2)."""
+    wanted = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
+    names = [name.split(".")[-1] for name, module in model.named_modules() if id(module) in wanted]
+    return sorted(set(names))
+
+
+def lora_config(model_args, model=None, added_tokens: bool = False):
+    """PEFT LoraConfig from the recipe (None for full fine-tuning). When tokens were added to the vocabulary (the
+    ChatML ones, for a tokenizer that lacks them), the resized embeddings and LM head are trained in full and saved
+    with the adapter (modules_to_save; kept tied when the model ties them). TRL's fused loss reads the LM head's
+    weight directly, which rules out PEFT's lighter trainable_token_indices there."""
     from trl import get_peft_config
 
     config = get_peft_config(model_args)
-    if config is not None and new_token_ids:
-        config.trainable_token_indices = list(new_token_ids)
+    if config is not None and added_tokens:
+        config.modules_to_save = sorted(set(config.modules_to_save or []) | set(embedding_module_names(model)))
+        config.ensure_weight_tying = bool(getattr(model.config.get_text_config(), "tie_word_embeddings", False))
     return config
