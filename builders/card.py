@@ -1,18 +1,23 @@
-"""Dataset card: Hub YAML (configs, dataset_info, license, task categories, size) + a body from dataset_cards/."""
+"""Dataset cards: the Hub YAML (configs, dataset_info, license, task categories, size) with huggingface_hub's
+card classes, and a body rendered from a template in ``dataset_cards/`` (shipped as ``builders.dataset_cards``).
+
+``card_data`` and ``write_card`` serve every dataset the project writes (prompts, translated prompts, dialogues,
+mixtures): they take the row schema and the files per config. ``write_prompts_card`` is the prompts build's card.
+"""
 
 from __future__ import annotations
 
+import copy
 import re
+from importlib import resources
 from pathlib import Path
 
 import jinja2
+import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 from builders import __version__
-from builders.catalog import CatalogEntry
 
-CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "dataset_cards" / "prompts_dataset.md.j2"
 DEFAULT_REPO_ID = "arabic-prompts/arabic-prompts"  # the id this project publishes under; publish --repo stamps its own
 DEFAULT_TAG = "v1.0.0"  # stands for the version tag until `publish --version` stamps the real one
 _USAGE = re.compile(r'load_dataset\("([^"]+)", ("[^"]+"), revision="([^"]+)"\)')
@@ -28,11 +33,9 @@ FAMILY_TO_HUB_TASK = {
 }
 
 
-class _NoAliasDumper(yaml.SafeDumper):
-    """Writes repeated structures (the features list) in full: the Hub's YAML parser wants no anchors."""
-
-    def ignore_aliases(self, data) -> bool:
-        return True
+def card_template(name: str) -> str:
+    """The text of ``dataset_cards/<name>`` (from the installed package, so a wheel install works too)."""
+    return (resources.files("builders.dataset_cards") / name).read_text(encoding="utf-8")
 
 
 def size_category(n: int) -> str:
@@ -56,20 +59,22 @@ def _config(name: str, pattern: str, split_files: dict[str, list[str]], stats: d
               for split, fs in sorted(split_files.items())]
     config = {"config_name": name, "data_files": [{"split": split, "path": pattern.format(split=split)}
                                                  for split in sorted(split_files)]}
-    info = {"config_name": name, "features": features, "splits": splits,
+    # a copy per config: the YAML dumper would otherwise write anchors, which the Hub's parser refuses
+    info = {"config_name": name, "features": copy.deepcopy(features), "splits": splits,
             "download_size": sum(stats[f][2] for fs in split_files.values() for f in fs),
             "dataset_size": sum(s["num_bytes"] for s in splits)}
     return config, info
 
 
-def card_metadata(out: Path, files: dict[str, dict[str, list[str]]], licenses: list[str], families: list[str],
-                  total: int, pretty_name: str) -> dict:
-    """The README's YAML. ``dataset_info`` (split sizes) also makes ``datasets`` see a rebuilt folder as new."""
+def card_data(out: Path, files: dict[str, dict[str, list[str]]], schema: pa.Schema, *, licenses: list[str],
+              task_categories: list[str], pretty_name: str, languages: list[str], tags: list[str], total: int):
+    """The README's YAML as ``huggingface_hub.DatasetCardData``: one config per key of ``files``
+    (``data/<config>/<split>-*``) plus ``default`` over all of them, and ``dataset_info`` split sizes (which
+    also make ``datasets`` see a rebuilt folder as new)."""
     from datasets import Features
+    from huggingface_hub import DatasetCardData
 
-    from builders.pipeline import ROW_SCHEMA
-
-    features = Features.from_arrow_schema(ROW_SCHEMA)._to_yaml_list()
+    features = Features.from_arrow_schema(schema)._to_yaml_list()
     stats = {f: _file_stats(out / f) for splits in files.values() for fs in splits.values() for f in fs}
     all_splits: dict[str, list[str]] = {}
     for splits in files.values():
@@ -77,31 +82,42 @@ def card_metadata(out: Path, files: dict[str, dict[str, list[str]]], licenses: l
             all_splits.setdefault(split, []).extend(fs)
     default_config, default_info = _config("default", "data/*/{split}-*", all_splits, stats, features)
     default_config = {"config_name": "default", "default": True, "data_files": default_config["data_files"]}
-    pairs = [_config(task, f"data/{task}/{{split}}-*", files[task], stats, features) for task in sorted(files)]
-    configs = [default_config] + [c for c, _ in pairs]
-    infos = [default_info] + [i for _, i in pairs]
+    pairs = [_config(name, f"data/{name}/{{split}}-*", files[name], stats, features) for name in sorted(files)]
     unique_licenses = sorted(set(licenses))
-    return {
-        "language": ["ar"],
-        "license": unique_licenses[0] if len(unique_licenses) == 1 else "other",
-        "license_name": "multiple" if len(unique_licenses) > 1 else None,
-        "license_details": ("Each row keeps its source's license (`license` field): " + ", ".join(unique_licenses))
-        if len(unique_licenses) > 1 else None,
-        "pretty_name": pretty_name,
-        "size_categories": [size_category(total)],
-        "task_categories": sorted({FAMILY_TO_HUB_TASK[f] for f in families} | {"text-generation"}),
-        "tags": ["instruction-tuning", "prompts", "promptsource", "arabic"],
-        "configs": configs,
-        "dataset_info": infos,
-    }
+    mixed = len(unique_licenses) > 1
+    extra = {"license_name": "multiple",
+             "license_details": "Each row keeps its source's license (`license` field): " + ", ".join(unique_licenses)
+             } if mixed else {}
+    return DatasetCardData(
+        language=languages,
+        license=unique_licenses[0] if not mixed else "other",
+        pretty_name=pretty_name,
+        size_categories=[size_category(total)],
+        task_categories=sorted(set(task_categories)),
+        tags=tags,
+        configs=[default_config] + [c for c, _ in pairs],
+        dataset_info=[default_info] + [i for _, i in pairs],
+        **extra,
+    )
 
 
-def write_dataset_card(out: Path, entries: list[CatalogEntry], rep: dict, manifest: dict,
-                       repo_id: str = DEFAULT_REPO_ID, pretty_name: str = "Arabic Prompts",
-                       template: Path = CARD_TEMPLATE) -> Path:
-    meta = card_metadata(out, manifest["files"], [e.license for e in entries], [e.task_family for e in entries],
-                         rep["total"], pretty_name)
-    meta = {k: v for k, v in meta.items() if v is not None}
+def write_card(out: Path, data, template: str, **context) -> Path:
+    """README.md = the YAML of ``data`` + the body rendered from ``dataset_cards/<template>`` with ``context``."""
+    from huggingface_hub import DatasetCard
+
+    body = jinja2.Template(card_template(template), trim_blocks=True).render(version=__version__, **context)
+    path = Path(out) / "README.md"
+    DatasetCard("---\n" + data.to_yaml() + "\n---\n\n" + body).save(path)
+    return path
+
+
+def write_prompts_card(out: Path, entries: list, rep: dict, manifest: dict, schema: pa.Schema,
+                       repo_id: str = DEFAULT_REPO_ID, pretty_name: str = "Arabic Prompts") -> Path:
+    """The prompts build's card: per-task and per-source tables, licenses, the leakage check, method, citation."""
+    data = card_data(out, manifest["files"], schema, licenses=[e.license for e in entries],
+                     task_categories=[FAMILY_TO_HUB_TASK[e.task_family] for e in entries] + ["text-generation"],
+                     pretty_name=pretty_name, languages=sorted({e.language for e in entries}) or ["ar"],
+                     tags=["instruction-tuning", "prompts", "promptsource", "arabic"], total=rep["total"])
     by_task: dict[str, list[str]] = {}
     for e in entries:
         by_task.setdefault(e.task, []).append(e.name)
@@ -112,22 +128,22 @@ def write_dataset_card(out: Path, entries: list[CatalogEntry], rep: dict, manife
         for t, s in rep["by_task_split"].items()
     ]
     source_kind = {s["name"]: s["source"] for s in manifest["sources"]}
+    revisions = {s["name"]: s.get("resolved_revision") for s in manifest["sources"]}
     sources = [
         {"name": e.name, "hub_id": e.hub_id, "hub_config": e.hub_config, "task": e.task, "templates": len(e.templates),
          "read_from": "local copy" if source_kind.get(e.name) == "local" else "Hub",
+         "revision": (revisions.get(e.name) or "")[:10],
          "rows": sum(rep["source_rows"].get(e.name, {}).values()), "prompts": rep["by_dataset"].get(e.name, 0),
          "license": e.license}
         for e in entries
     ]
-    body = jinja2.Template(template.read_text(encoding="utf-8"), trim_blocks=True).render(
-        pretty_name=pretty_name, datasets=entries, tasks=tasks, sources=sources, total=rep["total"],
-        version=__version__, repo_id=repo_id, tag=DEFAULT_TAG, example_task=tasks[0]["name"] if tasks else "default",
-        skipped_total=rep["skipped_total"], fingerprint=manifest["fingerprint"],
+    return write_card(
+        out, data, "prompts_dataset.md.j2",
+        pretty_name=pretty_name, datasets=entries, tasks=tasks, sources=sources, total=rep["total"], repo_id=repo_id,
+        tag=DEFAULT_TAG, example_task=tasks[0]["name"] if tasks else "default", skipped_total=rep["skipped_total"],
+        fingerprint=manifest["fingerprint"], fields=list(schema.names), leakage=rep["leakage"],
+        splitting=rep["splitting"],
     )
-    text = "---\n" + yaml.dump(meta, Dumper=_NoAliasDumper, allow_unicode=True, sort_keys=False) + "---\n\n" + body
-    path = out / "README.md"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def stamp_usage(folder: Path, repo_id: str, tag: str) -> bool:

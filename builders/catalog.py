@@ -87,6 +87,9 @@ class CatalogEntry:
     local: dict[str, Any] | None = None
     optional: list[str] = field(default_factory=list)  # variables that may be empty (templates test them)
     local_labels: dict[str, LabelSpec] = field(default_factory=dict)  # local.labels: a local copy's own encoding
+    split_key: list[str] | None = None  # variables whose normalised text decides the split (None: the default)
+    eval_only: bool = False  # an evaluation benchmark: never sampled into training mixtures
+    language: str = "ar"
     source_file: Path | None = None
     templates_file: Path | None = None
 
@@ -95,6 +98,13 @@ class CatalogEntry:
         if self.templates_file is None or not self.templates_file.exists():
             raise CatalogError(f"dataset '{self.name}': no templates file (expected templates/{self.name}/templates.yaml)")
         return load_templates(self.templates_file, dataset=self.name)
+
+    def split_key_vars(self, row: dict) -> list[str]:
+        """The variables of ``row`` whose text decides its split: ``split_key``, or every mapped variable that is
+        not a label and holds text (a string, or a list or dict made only of text)."""
+        if self.split_key is not None:
+            return self.split_key
+        return [v for v in self.columns if v not in self.labels and _is_text(row.get(v))]
 
     @property
     def catalog_sha(self) -> str:
@@ -123,6 +133,15 @@ class CatalogEntry:
                         f"for {len(spec.names)} label names"
                     )
         return templates
+
+
+def _is_text(value: Any) -> bool:
+    """A string, or a non-empty list or dict (a translation pair, say) made only of text."""
+    if isinstance(value, str):
+        return True
+    if isinstance(value, dict):
+        return bool(value) and all(_is_text(v) for v in value.values())
+    return isinstance(value, list) and bool(value) and all(_is_text(v) for v in value)
 
 
 def _require(raw: dict, key: str, path: Path) -> Any:
@@ -180,6 +199,13 @@ def parse_entry(raw: dict, path: Path, templates_root: Path | None) -> CatalogEn
         for var, spec in local_labels.items():
             if var in labels and len(spec.names) != len(labels[var].names):
                 raise CatalogError(f"catalog file {path}: local.labels.{var} must have as many names as labels.{var}")
+    split_key = raw.get("split_key")
+    if split_key is not None:
+        if not isinstance(split_key, list) or not split_key or not all(isinstance(v, str) for v in split_key):
+            raise CatalogError(f"catalog file {path}: split_key must be a non-empty list of template variables")
+        unknown_key = sorted(set(split_key) - set(columns))
+        if unknown_key:
+            raise CatalogError(f"catalog file {path}: split_key variables {unknown_key} are not in 'columns'")
     license_ = _require(raw, "license", path)
     templates_file = templates_root / name / "templates.yaml" if templates_root else None
     return CatalogEntry(
@@ -202,13 +228,17 @@ def parse_entry(raw: dict, path: Path, templates_root: Path | None) -> CatalogEn
         local=local,
         local_labels=local_labels,
         optional=list(raw.get("optional") or []),
+        split_key=list(split_key) if split_key else None,
+        eval_only=bool(raw.get("eval_only", False)),
+        language=str(raw.get("language") or "ar"),
         source_file=path,
         templates_file=templates_file,
     )
 
 
-def load_catalog(extra_dirs: list[str | Path] | tuple = ()) -> dict[str, CatalogEntry]:
-    """The package catalog, then each ``--catalog-dir`` (a later entry with the same name replaces it)."""
+def load_catalog(extra_dirs: list[str | Path] | tuple = (), override: bool = False) -> dict[str, CatalogEntry]:
+    """The package catalog, then each ``--catalog-dir``. An entry whose name is already taken (by the package or
+    an earlier dir) is an error naming both files, unless ``override`` (``--override``) lets the later one win."""
     roots = [PACKAGE_DIR] + [Path(d) for d in extra_dirs]
     entries: dict[str, CatalogEntry] = {}
     for root in roots:
@@ -221,6 +251,12 @@ def load_catalog(extra_dirs: list[str | Path] | tuple = ()) -> dict[str, Catalog
             except yaml.YAMLError as e:
                 raise CatalogError(f"catalog file {path}: invalid YAML: {e}") from e
             entry = parse_entry(raw, path, root / "templates")
+            earlier = entries.get(entry.name)
+            if earlier is not None and not override:
+                raise CatalogError(
+                    f"catalog file {path}: dataset '{entry.name}' is already defined by {earlier.source_file}; "
+                    f"rename it, or pass --override to replace the earlier entry"
+                )
             entries[entry.name] = entry
     return entries
 

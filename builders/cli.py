@@ -43,7 +43,7 @@ def cmd_build(args) -> int:
                                "cpus_per_task": args.cpus_per_task, "sbatch_args": None}.items() if v}
     ray = {"cpus_per_task": args.cpus_per_task} if args.cpus_per_task else {}
     cfg = BuildConfig(out=Path(args.out), datasets=datasets, local=local, catalog_dirs=args.catalog_dir or [],
-                      workers=args.workers, executor=args.executor, limit=args.limit,
+                      override=args.override, workers=args.workers, executor=args.executor, limit=args.limit,
                       prompts_per_task=args.prompts_per_task, shard_size_mb=args.shard_size_mb, slurm=slurm, ray=ray)
     result = build(cfg)
     print(task_table(result.report))
@@ -56,7 +56,13 @@ def cmd_validate(args) -> int:
     from builders.hub import validate
 
     summary = validate(args.folder)
-    print(f"{args.folder}: valid ({summary['configs']} task configs, {summary['rows']} rows)")
+    c = summary["checks"]
+    print(f"{args.folder}: valid ({summary['configs']} configs, {summary['rows']} rows)")
+    print(f"  row ids: {c['rows']} unique")
+    if c["source_texts"] is not None:
+        print(f"  source texts (source_id): {c['source_texts']} checked, {c['source_texts_in_two_splits']} in two splits")
+    if c["inputs_checked"] is not None:
+        print(f"  normalised inputs: {c['inputs_checked']} checked, {c['inputs_in_two_splits']} in two splits")
     return 0
 
 
@@ -74,7 +80,7 @@ def cmd_publish(args) -> int:
 def cmd_catalog_list(args) -> int:
     from builders.catalog import load_catalog
 
-    entries = load_catalog(args.catalog_dir or [])
+    entries = load_catalog(args.catalog_dir or [], override=args.override)
     rows = [e for e in entries.values() if not args.task or e.task == args.task]
     print(f"{'name':38} {'task':32} {'family':18} {'tpl':>3}  hub_id")
     for e in rows:
@@ -89,7 +95,7 @@ def cmd_templates_preview(args) -> int:
     from builders.pipeline import map_record
     from builders.sources import read_source, uses_local_layout
 
-    entry = select(load_catalog(args.catalog_dir or []), [args.name])[0]
+    entry = select(load_catalog(args.catalog_dir or [], override=args.override), [args.name])[0]
     templates = entry.check_templates()
     local = _pairs(args.local, "--local").get(entry.name)
     shown = 0
@@ -139,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
     b.add_argument("--limit", type=int, help="at most N source rows per source split (quick builds)")
     b.add_argument("--catalog-dir", action="append", help="extra DIR with catalog/ and templates/ (repeatable)")
+    b.add_argument("--override", action="store_true",
+                   help="let a --catalog-dir entry replace a package entry of the same name (else an error)")
     b.add_argument("--prompts-per-task", type=int, default=200_000, help="prompts per datatrove task (bounds memory)")
     b.add_argument("--shard-size-mb", type=int, default=256, help="max parquet shard size")
     b.add_argument("--slurm-partition", help="Slurm partition (--executor slurm)")
@@ -162,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="catalog_command", required=True)
     cl = csub.add_parser("list", help="list catalog entries")
     cl.add_argument("--catalog-dir", action="append")
+    cl.add_argument("--override", action="store_true", help="a --catalog-dir entry may replace a package entry")
     cl.add_argument("--task", help="only this task")
     cl.set_defaults(func=cmd_catalog_list)
 
@@ -172,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--local", action="append", metavar="NAME=PATH")
     tp.add_argument("--rows", type=int, default=2)
     tp.add_argument("--catalog-dir", action="append")
+    tp.add_argument("--override", action="store_true", help="a --catalog-dir entry may replace a package entry")
     tp.set_defaults(func=cmd_templates_preview)
 
     d = sub.add_parser("demo", help="build the built-in sample and load it back")

@@ -30,11 +30,13 @@ def _count(paths, columns: list[str]) -> Counter:
     return counts
 
 
-def build_report(out: Path, work: Path, entries: list[CatalogEntry]) -> dict:
+def build_report(out: Path, work: Path, entries: list[CatalogEntry], checks: dict) -> dict:
+    """Counts from the written shards and the rejected rows; the split assignment's figures per dataset; the
+    leakage and uniqueness checks (``checks``, from ``builders.finalize``)."""
     data_files = sorted((out / "data").rglob("*.parquet"))
     by = _count(data_files, ["task", "split", "dataset_name", "template_name"])
     rejected = _count(sorted((work / "rejected").rglob("*.parquet")), ["dataset_name", "stage", "reason"])
-    sources = {e.name: json.loads((work / "sources" / f"{e.name}.json").read_text()) for e in entries}
+    sources = {e.name: json.loads((work / "sources" / f"{e.name}.assigned.json").read_text()) for e in entries}
     by_task_split: dict[str, dict[str, int]] = {}
     by_dataset: Counter = Counter()
     by_template: Counter = Counter()
@@ -46,7 +48,7 @@ def build_report(out: Path, work: Path, entries: list[CatalogEntry]) -> dict:
     skipped: dict[str, dict[str, int]] = {}
     for (dataset, stage, reason), n in rejected.items():
         # render-stage reasons carry the row; group them by their kind
-        key = f"{stage}: {reason_kind(reason) if stage != 'duplicate' else 'exact duplicate'}"
+        key = f"{stage}: {reason_kind(reason)}"
         skipped.setdefault(dataset or "?", {}).setdefault(key, 0)
         skipped[dataset or "?"][key] += n
     entries_by_name = {e.name: e for e in entries}
@@ -56,6 +58,15 @@ def build_report(out: Path, work: Path, entries: list[CatalogEntry]) -> dict:
         "by_dataset": dict(sorted(by_dataset.items())),
         "by_template": dict(sorted(by_template.items())),
         "source_rows": {name: meta["rows"] for name, meta in sorted(sources.items())},
+        "splitting": {
+            "rule": "one split per normalised source text across the build (test, then validation, then train)",
+            "duplicate_source_rows": sum(m["duplicate_rows"] for m in sources.values()),
+            "conflicting_label_texts": sum(m["conflicting_label_texts"] for m in sources.values()),
+            "moved_to_higher_split": sum(sum(m["moved_to_higher_split"].values()) for m in sources.values()),
+            "by_dataset": {name: {k: m[k] for k in ("duplicate_rows", "conflicting_label_texts", "moved_to_higher_split")}
+                           for name, m in sorted(sources.items())},
+        },
+        "leakage": checks,
         "skipped": dict(sorted(skipped.items())),
         "skipped_total": sum(rejected.values()),
         "datasets": {
@@ -106,6 +117,10 @@ def task_table(rep: dict) -> str:
         t, v, s = (splits.get(k, 0) for k in ("train", "validation", "test"))
         lines.append(f"{task:34} {t:>9} {v:>9} {s:>9} {t + v + s:>10}")
     lines.append(f"{'all':34} {'':>9} {'':>9} {'':>9} {rep['total']:>10}")
+    c = rep.get("leakage") or {}
+    if c.get("source_texts") is not None:
+        lines.append(f"leakage check: {c['source_texts']} source texts and {c['inputs_checked']} normalised inputs, "
+                     f"{c['source_texts_in_two_splits']} and {c['inputs_in_two_splits']} in two splits")
     if rep["skipped_total"]:
         lines.append(f"skipped: {rep['skipped_total']} (reasons in build_report.json, rows in {rep['rejected_rows_dir']}/)")
     return "\n".join(lines)

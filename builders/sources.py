@@ -37,8 +37,10 @@ class SourceError(ValueError):
 # --------------------------------------------------------------------------------------------- Hub
 
 
-def read_hub(entry: CatalogEntry, path: str | None = None, limit: int | None = None) -> Iterator[Row]:
-    """Rows of ``load_dataset(hub_id, hub_config, revision=...)``; ``path`` may be a local Hub-layout folder."""
+def read_hub(entry: CatalogEntry, path: str | None = None, limit: int | None = None,
+             revision: str | None = None) -> Iterator[Row]:
+    """Rows of ``load_dataset(hub_id, hub_config, revision=...)``; ``path`` may be a local Hub-layout folder.
+    ``revision`` (the commit ``resolve_revision`` found) pins the read to exactly what the manifest records."""
     import datasets
 
     target = path or entry.hub_id
@@ -48,14 +50,14 @@ def read_hub(entry: CatalogEntry, path: str | None = None, limit: int | None = N
     # and configs, so a refreshed folder (or another with the same name) would come back with the old rows,
     # or fail its split-size check against them.
     scratch = tempfile.mkdtemp(prefix="arabic-prompts-snapshot-") if path else None
-    kwargs = {"cache_dir": scratch} if path else {"revision": entry.revision}
+    kwargs = {"cache_dir": scratch} if path else {"revision": revision or entry.revision}
     try:
         try:
             dsd = datasets.load_dataset(target, entry.hub_config, **kwargs)
         except Exception as e:  # offline, gated, missing config ...: say which dataset and how to work around it
             raise SourceError(
                 f"dataset '{entry.name}': cannot load {target!r} (config={entry.hub_config}, "
-                f"revision={None if path else entry.revision}): {type(e).__name__}: {e}. "
+                f"revision={None if path else revision or entry.revision}): {type(e).__name__}: {e}. "
                 f"Offline? Download it once or pass --local {entry.name}=PATH"
             ) from e
         for split, ds in dsd.items():
@@ -338,17 +340,39 @@ def read_local(entry: CatalogEntry, path: str | Path, limit: int | None = None) 
             yield row_split, i, record
 
 
-def read_source(entry: CatalogEntry, local_path: str | os.PathLike | None = None, limit: int | None = None) -> Iterator[Row]:
-    """All source rows of an entry: from ``local_path`` when given, else from the Hub."""
+def read_source(entry: CatalogEntry, local_path: str | os.PathLike | None = None, limit: int | None = None,
+                revision: str | None = None) -> Iterator[Row]:
+    """All source rows of an entry: from ``local_path`` when given, else from the Hub (at ``revision``)."""
     if local_path is not None:
         return read_local(entry, local_path, limit)
-    return read_hub(entry, None, limit)
+    return read_hub(entry, None, limit, revision)
 
 
-def source_fingerprint(entry: CatalogEntry, local_path: str | None) -> str:
-    """What identifies the source's content: local files' sizes and mtimes, or the Hub id@revision."""
+def resolve_revision(entry: CatalogEntry, api=None) -> str | None:
+    """The commit the entry's Hub revision (a branch, tag or ``refs/convert/parquet``) points at now, from
+    ``HfApi.dataset_info``; None when the Hub cannot be asked (offline): then the pinned revision is used as is.
+    A revision that is already a commit sha is returned without asking."""
+    if not entry.hub_id:
+        return None
+    if entry.revision and re.fullmatch(r"[0-9a-f]{40}", entry.revision):
+        return entry.revision
+    try:
+        if api is None:
+            from huggingface_hub import HfApi
+
+            api = HfApi()
+        return api.dataset_info(entry.hub_id, revision=entry.revision).sha
+    except Exception as e:  # offline, gated, unknown id: the read reports it (or works from the cache)
+        print(f"note: could not resolve the Hub revision of '{entry.name}' ({entry.hub_id}@{entry.revision or 'main'}): "
+              f"{type(e).__name__}; building from the pinned revision", file=sys.stderr)
+        return None
+
+
+def source_fingerprint(entry: CatalogEntry, local_path: str | None, resolved: str | None = None) -> str:
+    """What identifies the source's content: local files' sizes and mtimes, or the Hub id at its resolved
+    commit (so an upstream change makes a new build instead of reusing old rows)."""
     if local_path is None:
-        return f"hub:{entry.hub_id}:{entry.hub_config}@{entry.revision or 'main'}"
+        return f"hub:{entry.hub_id}:{entry.hub_config}@{resolved or entry.revision or 'main'}"
     root = Path(local_path)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     parts = [f"{p.relative_to(root) if root.is_dir() else p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]

@@ -1,9 +1,11 @@
 """PromptSource-format templates: load them, compile them once, render rows in a sandbox.
 
 A template file is PromptSource's ``templates.yaml`` (``!Template`` / ``!TemplateMetadata`` tags are optional);
-``jinja`` holds ``input ||| target``. Rendering uses jinja2's SandboxedEnvironment with StrictUndefined, so a
-template cannot reach Python internals (``__class__`` ...) and a misspelt variable fails loudly. Every error
-names the dataset, the template and, when rendering, the row.
+``jinja`` holds ``input ||| target``. Rendering uses jinja2's ImmutableSandboxedEnvironment with StrictUndefined:
+a template cannot reach Python internals (``__class__`` ...), cannot change the row it renders (``pop``,
+``append``, ``update`` are refused, so one template never changes what the next one sees), cannot repeat a
+string or list past a bound, and its output is capped at ``MAX_RENDERED_CHARS``; a misspelt variable fails
+loudly. Every error names the dataset, the template and, when rendering, the row.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 import jinja2
 import jinja2.meta
 import yaml
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 SEPARATOR = "|||"
 _PROTECTED = "\ue000\ue001\ue000"  # stands in for a '|||' that comes from the data while rendering
+MAX_RENDERED_CHARS = 1_000_000  # one prompt (inputs ||| targets); a template that writes more is refused
 _TOP_LEVEL_UNDEFINED = re.compile(r"^'(\w+)' is undefined$")
 
 # Arabic diacritics (tashkeel: fathatan .. sukun, superscript alef) and tatweel.
@@ -70,8 +73,25 @@ def _zip(left: list, right: list) -> list[tuple]:
     return list(zip(left, right))
 
 
-def make_environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+class PromptEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox: immutable (no method may change a list, dict or set of the row), with ``*`` and ``**`` on
+    strings and lists bounded so ``'x' * 10**9`` fails instead of filling memory."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "*" and isinstance(right, int) and isinstance(left, (str, list, tuple)) or (
+                operator == "*" and isinstance(left, int) and isinstance(right, (str, list, tuple))):
+            seq, times = (left, right) if isinstance(right, int) else (right, left)
+            if len(seq) * max(times, 0) > MAX_RENDERED_CHARS:
+                raise jinja2.exceptions.SecurityError(f"repetition of {len(seq)} x {times} exceeds the output bound")
+        if operator == "**" and isinstance(right, int) and abs(right) > 1000:
+            raise jinja2.exceptions.SecurityError(f"power {right} is too large")
+        return super().call_binop(context, operator, left, right)
+
+
+def make_environment() -> PromptEnvironment:
+    env = PromptEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
     env.filters.update(strip_diacritics=strip_diacritics, bio_spans=bio_spans, zip=_zip)
     return env
 
@@ -148,16 +168,16 @@ class Template:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def render(self, row: dict[str, Any], row_ref: str | None = None) -> tuple[str, str, list[str]]:
-        protected = any(isinstance(v, str) and SEPARATOR in v for v in row.values())
-        if protected:  # a '|||' in the data must not split input from target
-            row = {k: v.replace(SEPARATOR, _PROTECTED) if isinstance(v, str) else v for k, v in row.items()}
+        protected = _has_separator(row)
+        if protected:  # a '|||' in the data (at any depth) must not split input from target
+            row = _protect(row)
         try:
             choices = self.fixed_choices
             if choices is None:  # choices that depend on the row are rendered for each row
                 choices = split_choices(self.compiled_choices.render(**row)) if self.compiled_choices else []
             else:
                 choices = list(choices)
-            text = self.compiled.render(answer_choices=choices, **row)
+            text = _render_bounded(self.compiled, answer_choices=choices, **row)
         except TemplateError:
             raise
         except jinja2.exceptions.SecurityError as e:
@@ -166,14 +186,53 @@ class Template:
             missing = _TOP_LEVEL_UNDEFINED.match(str(e))
             row_level = not (missing and missing.group(1) not in row)
             raise TemplateError(f"{self._where(row_ref)}: {e} (variables: {sorted(row)})", row_level) from e
+        except OutputTooLong as e:
+            raise TemplateError(f"{self._where(row_ref)}: {e}", row_level=True) from e
         except Exception as e:  # IndexError on a bad label, TypeError on a wrong column type ...
             raise TemplateError(f"{self._where(row_ref)}: {type(e).__name__}: {e}", row_level=True) from e
         inputs, sep, targets = text.partition(SEPARATOR)
         if not sep:
             raise TemplateError(f"{self._where(row_ref)}: rendered text has no '{SEPARATOR}' between input and target")
-        if protected:
+        if protected:  # the stand-in goes back to '|||' everywhere it can appear, answer choices included
             inputs, targets = inputs.replace(_PROTECTED, SEPARATOR), targets.replace(_PROTECTED, SEPARATOR)
+            choices = [c.replace(_PROTECTED, SEPARATOR) for c in choices]
         return inputs.strip(), targets.strip(), choices
+
+
+def _has_separator(value: Any) -> bool:
+    if isinstance(value, str):
+        return SEPARATOR in value
+    if isinstance(value, dict):
+        return any(_has_separator(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_separator(v) for v in value)
+    return False
+
+
+def _protect(value: Any) -> Any:
+    """A copy of ``value`` with every '|||' inside its strings replaced by the stand-in."""
+    if isinstance(value, str):
+        return value.replace(SEPARATOR, _PROTECTED)
+    if isinstance(value, dict):
+        return {k: _protect(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_protect(v) for v in value]
+    return value
+
+
+class OutputTooLong(ValueError):
+    """A template whose output passed ``MAX_RENDERED_CHARS``."""
+
+
+def _render_bounded(template: jinja2.Template, **variables) -> str:
+    """``template.render`` that stops as soon as the output passes ``MAX_RENDERED_CHARS``."""
+    parts, size = [], 0
+    for chunk in template.generate(**variables):
+        size += len(chunk)
+        if size > MAX_RENDERED_CHARS:
+            raise OutputTooLong(f"rendered output is longer than {MAX_RENDERED_CHARS:,} characters")
+        parts.append(chunk)
+    return "".join(parts)
 
 
 def apply_like_promptsource(tpl: Template, row: dict[str, Any]) -> tuple[str, str, list[str]]:
@@ -201,7 +260,7 @@ def load_templates(path: str | Path, dataset: str | None = None) -> list[Templat
     name = dataset or doc.get("dataset") or path.parent.name
     if doc.get("subset"):
         name = dataset or f"{doc['dataset']}/{doc['subset']}"
-    templates, seen_names = [], set()
+    templates, seen_names, seen_ids = [], set(), set()
     for key, raw in doc["templates"].items():
         if not isinstance(raw, dict) or "jinja" not in raw:
             raise TemplateError(f"templates file {path}: template {key!r} of dataset '{name}' has no 'jinja'")
@@ -216,7 +275,10 @@ def load_templates(path: str | Path, dataset: str | None = None) -> list[Templat
         )
         if tpl.name in seen_names:
             raise TemplateError(f"templates file {path}: dataset '{name}' has two templates named '{tpl.name}'")
+        if tpl.id in seen_ids:  # the id is part of every prompt's row id: two templates must not share one
+            raise TemplateError(f"templates file {path}: dataset '{name}' has two templates with id '{tpl.id}'")
         seen_names.add(tpl.name)
+        seen_ids.add(tpl.id)
         tpl.compiled  # syntax errors surface at load time, naming the template
         tpl.compiled_choices
         templates.append(tpl)

@@ -133,7 +133,7 @@ def test_splits_follow_source_and_never_share_an_example(shared_build):
     out, _ = shared_build
     work = out / "_build" / "sources"
     for name in ("ajgt_sentiment", "arcd_extractive_qa", "astd_sentiment"):
-        src = pq.read_table(work / f"{name}.parquet").to_pylist()
+        src = pq.read_table(work / f"{name}.assigned.parquet").to_pylist()
         keys = [(r["source_split"], r["source_row"]) for r in src]
         assert len(keys) == len(set(keys))  # each source example has exactly one output split
         test_sources = [k for k, v in CATALOG[name].splits.items() if v == "test"]
@@ -189,16 +189,17 @@ def test_rejected_rows_are_kept_with_reasons_and_duplicates_removed(tmp_path):
     assert skipped["source: empty text"] == 1
     assert skipped["source: unknown label 'maybe'"] == 1
     assert skipped["source: malformed row"] == 1
-    # one repeated train row (2 templates) and the train copy of a test row (2 templates)
-    assert skipped["duplicate: exact duplicate"] == 4
+    # a repeated train row, and the train copy of a test row (its text is test, so the copy is test too,
+    # and then the same row twice): two duplicate source rows, set aside before rendering
+    assert skipped["source: duplicate source row"] == 2
     rows = all_rows(out)
     texts = [(r["inputs"], r["split"]) for r in rows if "في الاختبار أيضا" in r["inputs"]]
     assert texts and {s for _, s in texts} == {"test"}  # the test copy stays
     assert sum(1 for r in rows if "جملة مكررة" in r["inputs"]) == 2
     rejected = [r for p in (out / "_build" / "rejected").rglob("*.parquet") for r in pq.read_table(p).to_pylist()]
-    assert len(rejected) == rep["skipped_total"] == 7
+    assert len(rejected) == rep["skipped_total"] == 5
     assert all(r["reason"] and r["dataset_name"] == "toy_sentiment" for r in rejected)
-    # 10 source rows - 3 rejected = 7 rows x 2 templates = 14 prompts, minus 4 duplicates
+    # 10 source rows - 3 rejected - 2 duplicates = 5 rows x 2 templates
     assert rep["total"] == len(rows) == 10
 
 
@@ -290,8 +291,8 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path, shared_data):
     out = tmp_path / "killed"
     completions = lambda stage: out / "_build" / "logs" / stage / "completions"  # noqa: E731
     kill_points = [
-        lambda: completions("1-render").exists() and len(list(completions("1-render").iterdir())) >= 2,
-        lambda: completions("3-write").exists() and len(list(completions("3-write").iterdir())) >= 1,
+        lambda: completions("2-render").exists() and len(list(completions("2-render").iterdir())) >= 2,
+        lambda: completions("4-write").exists() and len(list(completions("4-write").iterdir())) >= 1,
     ]
     killed = 0
     for ready in kill_points:
@@ -326,7 +327,7 @@ def test_declared_but_absent_test_split_is_carved_from_train(tmp_path):
     cat, data = make_toy(tmp_path, rows, [])  # the catalog declares test, the local copy has none
     res = build(BuildConfig(out=tmp_path / "out", datasets=["toy_sentiment"], local={"toy_sentiment": str(data)},
                             catalog_dirs=[str(cat)], workers=1))
-    src = pq.read_table(tmp_path / "out" / "_build" / "sources" / "toy_sentiment.parquet").to_pylist()
+    src = pq.read_table(tmp_path / "out" / "_build" / "sources" / "toy_sentiment.assigned.parquet").to_pylist()
     splits = {r["split"] for r in src}
     assert splits == {"train", "validation", "test"}
     assert set(res.report["by_task_split"]["toy_sentiment"]) == splits

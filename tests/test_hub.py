@@ -33,16 +33,18 @@ def built(tmp_path_factory) -> Path:
 
 @dataclass
 class FakeHub:
-    """The Hub's side of HfApi (mock: no Hub is reachable here). Content-addressed like the real one."""
+    """The Hub's side of HfApi (mock: no Hub is reachable here). Content-addressed like the real one: each
+    commit is a snapshot; files tracked by LFS (parquet, as the Hub's default .gitattributes says) are listed
+    with their sha256, the others with their git blob sha1."""
 
     files: dict | None = None
     commits: list | None = None
     tags: dict | None = None
 
     def __post_init__(self):
-        self.files, self.commits, self.tags, self.calls = {}, [], {}, []
+        self.files, self.commits, self.tags, self.calls, self.snapshots = {}, [], {}, [], {}
 
-    def create_repo(self, repo_id, repo_type=None, private=False, exist_ok=False):
+    def create_repo(self, repo_id, repo_type=None, private=False, exist_ok=False, **kwargs):
         self.calls.append(("create_repo", repo_id, repo_type))
 
     def repo_info(self, repo_id, repo_type=None):
@@ -50,29 +52,44 @@ class FakeHub:
             raise FileNotFoundError("empty repo")
         return SimpleNamespace(sha=self.commits[-1])
 
-    def upload_folder(self, repo_id, repo_type, folder_path, ignore_patterns, delete_patterns, commit_message):
-        assert repo_type == "dataset"
+    def upload_folder(self, repo_id, repo_type, folder_path, ignore_patterns, delete_patterns, commit_message, **kw):
+        self.calls.append(("upload_folder", repo_id, repo_type))
         root = Path(folder_path)
         paths = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
-        local = {p: hashlib.sha256((root / p).read_bytes()).hexdigest()
-                 for p in filter_repo_objects(paths, ignore_patterns=ignore_patterns)}
+        local = {}
+        for p in filter_repo_objects(paths, ignore_patterns=ignore_patterns):
+            data = (root / p).read_bytes()
+            local[p] = (hashlib.sha256(data).hexdigest(), hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest())
         new = {p: h for p, h in self.files.items() if not any(Path(p).match(d) for d in delete_patterns) or p in local}
         new.update(local)
         if new != self.files or not self.commits:
             self.files = new
             self.commits.append(hashlib.sha1(json.dumps(sorted(new.items())).encode()).hexdigest())
+            self.snapshots[self.commits[-1]] = dict(new)
         return SimpleNamespace(oid=self.commits[-1])
+
+    def list_repo_tree(self, repo_id, revision=None, repo_type=None, recursive=False):
+        for path, (sha256, blob) in self.snapshots[revision].items():
+            lfs = {"sha256": sha256} if path.endswith(".parquet") else None
+            yield SimpleNamespace(path=path, blob_id=blob if lfs is None else "lfs-pointer", lfs=lfs)
 
     def list_repo_refs(self, repo_id, repo_type=None):
         return SimpleNamespace(tags=[SimpleNamespace(name=n, target_commit=c) for n, c in self.tags.items()])
 
     def create_tag(self, repo_id, tag, revision, repo_type=None, tag_message=None):
         assert tag not in self.tags
+        self.calls.append(("create_tag", repo_id, tag))
         self.tags[tag] = revision
 
 
 def test_validate_accepts_a_build(built):
-    assert validate(built) == {"configs": 1, "rows": sum(len(pq.read_table(p)) for p in (built / "data").rglob("*.parquet"))}
+    summary = validate(built)
+    rows = sum(len(pq.read_table(p)) for p in (built / "data").rglob("*.parquet"))
+    assert (summary["configs"], summary["rows"]) == (1, rows)
+    checks = summary["checks"]
+    assert checks["rows"] == rows and checks["duplicate_ids"] == 0
+    assert checks["source_texts"] == 4 and checks["source_texts_in_two_splits"] == 0
+    assert checks["inputs_checked"] == rows and checks["inputs_in_two_splits"] == 0
 
 
 def test_validate_refuses_tampered_folders(built, tmp_path):
@@ -81,7 +98,7 @@ def test_validate_refuses_tampered_folders(built, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(built, bad)
     manifest = json.loads((bad / "build_manifest.json").read_text())
-    manifest["counts"]["by_task_split"]["toy_sentiment"]["train"] += 1
+    manifest["counts"]["by_config_split"]["toy_sentiment"]["train"] += 1
     (bad / "build_manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValidationError, match="do not match build_manifest"):
         validate(bad)
@@ -115,8 +132,12 @@ def test_publish_refuses_to_move_a_tag_and_invalid_input(built, tmp_path):
     changed = tmp_path / "changed"
     shutil.copytree(built, changed)
     (changed / "README.md").write_text((changed / "README.md").read_text() + "\nmore\n")
-    with pytest.raises(ValueError, match="bump --version"):
+    commits, calls = list(fake.commits), len(fake.calls)
+    with pytest.raises(ValueError, match="Bump --version"):
         publish(changed, "org/x", "1.0.0", api=fake)
+    # refused before anything was sent: no upload, no commit, the tag where it was
+    assert fake.commits == commits and fake.tags == {"v1.0.0": commits[0]}
+    assert [c[0] for c in fake.calls[calls:]] == ["create_repo"]
     assert publish(changed, "org/x", "1.0.1", api=fake).created_tag
     with pytest.raises(ValueError, match="1.2.3"):
         publish(built, "org/x", "v1", api=fake)
@@ -125,6 +146,22 @@ def test_publish_refuses_to_move_a_tag_and_invalid_input(built, tmp_path):
     with pytest.raises(ValidationError):
         publish(changed, "org/x", "1.0.2", api=fake)
     assert len(fake.calls) == calls  # nothing was sent for an invalid folder
+
+
+def test_republishing_an_old_version_changes_nothing(built, tmp_path):
+    """v1.0.0 again after v1.0.1: the same content as its tag, so no upload (main keeps v1.0.1)."""
+    import shutil
+
+    fake = FakeHub()
+    first = publish(built, "org/x", "1.0.0", api=fake)
+    newer = tmp_path / "newer"
+    shutil.copytree(built, newer)
+    (newer / "README.md").write_text((newer / "README.md").read_text() + "\nnewer\n")
+    publish(newer, "org/x", "1.0.1", api=fake)
+    head = fake.commits[-1]
+    again = publish(built, "org/x", "1.0.0", api=fake)
+    assert not again.created_commit and not again.created_tag and again.commit == first.commit
+    assert fake.commits[-1] == head and fake.calls[-1][0] == "create_repo"
 
 
 def test_publish_honours_endpoint_and_never_prints_the_token(built, monkeypatch, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from builders.training import run_record
 
-CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "adapter.md.j2"
+CARD_TEMPLATE = "adapter.md.j2"  # in model_cards/, shipped as builders.model_cards
 REQUIRED = ("base_model", "library_name", "datasets", "language", "license", "pipeline_tag")
 TAGS = ["arabic", "arabic-prompts", "lora", "peft", "sft", "trl"]
 
@@ -23,6 +23,13 @@ def is_hub_id(value: str | None) -> bool:
         return False
     org, _, name = value.partition("/")
     return bool(org and name) and "/" not in name
+
+
+def card_template() -> str:
+    """The text of ``model_cards/adapter.md.j2`` (from the installed package, so a wheel install works too)."""
+    from importlib import resources
+
+    return (resources.files("builders.model_cards") / CARD_TEMPLATE).read_text(encoding="utf-8")
 
 
 def existing_eval_results(run_dir: Path) -> list:
@@ -71,7 +78,7 @@ def render_card(run_dir: str | Path, repo_id: str, base_model: str | None = None
                 for d in run["datasets"]}
     shown = [{"name": ds, "hub": True, "version": versions.get(ds)} for ds in hub_datasets]
     env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    body = env.from_string(CARD_TEMPLATE.read_text(encoding="utf-8")).render(
+    body = env.from_string(card_template()).render(
         name=name, repo_id=repo_id, base_model=base, base_revision=run.get("base_model_revision"),
         lora=run.get("lora"), datasets=shown, hp=run["hyperparameters"], global_step=run.get("global_step"),
         train_tokens=run.get("train_tokens"), final_train_loss=_round(run.get("final_train_loss")),

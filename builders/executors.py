@@ -1,0 +1,59 @@
+"""Executors for a stage: datatrove's local processes, Slurm job arrays or Ray tasks (never our own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from builders.steps import BuildError
+
+EXECUTORS = ("local", "slurm", "ray")
+
+
+@dataclass
+class ExecutorConfig:
+    executor: str = "local"  # local | slurm | ray
+    workers: int = 1
+    slurm: dict[str, Any] = field(default_factory=dict)  # partition, time, cpus_per_task, ... for SlurmPipelineExecutor
+    ray: dict[str, Any] = field(default_factory=dict)  # cpus_per_task, mem_per_cpu_gb, ... for RayPipelineExecutor
+
+    def __post_init__(self):
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
+
+
+def make_executor(cfg: ExecutorConfig, pipeline: list, tasks: int, logging_dir: Path, depends=None, name: str = "",
+                  local: bool = False):
+    """A datatrove executor for one stage. ``local`` forces local processes (stages that read each source once,
+    or decide for the whole build, run where the command runs)."""
+    workers = max(1, min(cfg.workers, tasks))
+    if cfg.executor == "slurm" and not local:
+        from datatrove.executor import SlurmPipelineExecutor
+
+        opts = {"time": "24:00:00", "partition": "cpu", "job_name": f"arabic-prompts-{name}", **cfg.slurm}
+        return SlurmPipelineExecutor(pipeline, tasks=tasks, workers=cfg.workers if cfg.workers > 1 else -1,
+                                     logging_dir=str(logging_dir), depends=depends, **opts)
+    if cfg.executor == "ray" and not local:
+        from datatrove.executor import RayPipelineExecutor
+
+        return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
+                                   depends=depends, **cfg.ray)
+    from datatrove.executor import LocalPipelineExecutor
+
+    return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir), depends=depends)
+
+
+def check_complete(executor, stage: str) -> None:
+    missing = executor.get_incomplete_ranks(range(executor.world_size))
+    if missing:
+        raise BuildError(
+            f"stage '{stage}': {len(missing)} task(s) did not finish (ranks {missing[:10]}); "
+            f"see {executor.logging_dir.path}/logs and run the same command again to resume"
+        )
+
+
+def slurm_done(logging_dir: Path, tasks: int) -> bool:
+    """True when a Slurm stage's completion markers cover all its tasks (then the folder can be finalized)."""
+    done = Path(logging_dir) / "completions"
+    return done.exists() and len(list(done.iterdir())) >= tasks

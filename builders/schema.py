@@ -1,0 +1,93 @@
+"""Row schemas and field names of every dataset the project writes.
+
+The bottom of the import graph: this module imports nothing from ``builders`` (only pyarrow), so the card,
+``validate``, ``publish``, ``load_built`` and every pipeline (prompts, translated prompts, dialogues) share one
+definition of what a row is. A dataset folder's ``build_manifest.json`` names its ``kind``; ``SCHEMAS[kind]``
+is the schema its shards must have.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SPLITS = ("train", "validation", "test")
+# A source text seen in several splits goes to the highest: test, then validation, then train.
+SPLIT_PRIORITY = {"train": 1, "validation": 2, "test": 3}
+
+PROMPTS = "prompts"
+
+# A prompt row (the Aya collection's field names, plus source_id). ``source_id`` is a stable hash of the
+# normalised source text that decided the row's split: every prompt made from one source text (any template,
+# any task, any dataset) carries the same source_id, and all of them sit in one split.
+PROMPT_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source_id", pa.string()),
+        ("inputs", pa.string()),
+        ("targets", pa.string()),
+        ("dataset_name", pa.string()),
+        ("task", pa.string()),
+        ("task_family", pa.string()),
+        ("template_id", pa.string()),
+        ("template_name", pa.string()),
+        ("answer_choices", pa.list_(pa.string())),
+        ("split", pa.string()),
+        ("language", pa.string()),
+        ("license", pa.string()),
+    ]
+)
+PROMPT_FIELDS = PROMPT_SCHEMA.names
+
+# kind -> the schema of its shards. Pipelines that write other datasets add their kind here.
+SCHEMAS: dict[str, pa.Schema] = {PROMPTS: PROMPT_SCHEMA}
+
+
+def extend(base: pa.Schema, fields: list[tuple[str, pa.DataType]] | list[pa.Field]) -> pa.Schema:
+    """``base`` with more columns appended (a translated-prompts or mixture schema is the prompt schema plus
+    its own columns). Names must be new."""
+    new = [f if isinstance(f, pa.Field) else pa.field(*f) for f in fields]
+    clash = sorted(set(base.names) & {f.name for f in new})
+    if clash:
+        raise ValueError(f"columns {clash} are already in the schema")
+    return pa.schema(list(base) + new)
+
+
+def schema_for(kind: str) -> pa.Schema:
+    try:
+        return SCHEMAS[kind]
+    except KeyError:
+        raise ValueError(f"unknown dataset kind {kind!r} (known: {', '.join(sorted(SCHEMAS))})") from None
+
+
+# ------------------------------------------------------------------------------- build work files
+
+# A source row after ingest (``_build/sources/<dataset>.parquet``): its template variables as JSON, its
+# normalised-text key (``source_id``), the split its source gave it (``own_split``) and the split the whole
+# build assigned to its text (``split``). ``row_hash`` identifies the row's content (its key and the other
+# variables), ``label_hash`` its label variables: two rows with one source_id and different label_hash are
+# conflicting-label duplicates.
+SOURCE_SCHEMA = pa.schema(
+    [
+        ("source_split", pa.string()),
+        ("source_row", pa.int64()),
+        ("own_split", pa.string()),
+        ("split", pa.string()),
+        ("source_id", pa.string()),
+        ("row_hash", pa.uint64()),
+        ("label_hash", pa.uint64()),
+        ("record", pa.string()),
+    ]
+)
+
+# A rejected row or prompt, with the stage that set it aside and why.
+REJECT_SCHEMA = pa.schema(
+    [
+        ("dataset_name", pa.string()),
+        ("template_name", pa.string()),
+        ("stage", pa.string()),
+        ("reason", pa.string()),
+        ("source_split", pa.string()),
+        ("source_row", pa.int64()),
+        ("content", pa.string()),
+    ]
+)

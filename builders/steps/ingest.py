@@ -1,0 +1,142 @@
+"""Stage 0, ingest: one task per dataset reads its source, maps columns to template variables, checks labels,
+computes each row's split key and ``source_id``, and writes ``_build/sources/<name>.parquet`` with the row's
+own split (the build-wide split is decided next, by ``AssignSplits``). Rows that cannot be used are kept in
+``_build/rejected/`` with the reason."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.pipeline.base import PipelineStep
+from tqdm.auto import tqdm
+
+from builders.catalog import CatalogEntry
+from builders.report import reason_kind
+from builders.schema import SOURCE_SCHEMA, SPLITS
+from builders.sources import REJECT, read_source, uses_local_layout
+from builders.splits import key_text, keys_of, source_id
+from builders.steps import BuildError
+from builders.steps.rejects import RejectLog, to_json
+
+
+def own_split(entry: CatalogEntry, source_split: str) -> str | None:
+    """The output split a source split maps to (a split named like an output split maps to itself)."""
+    return entry.splits.get(source_split) or (source_split if source_split in SPLITS else None)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, (list, dict)) and not value)
+
+
+def map_record(entry: CatalogEntry, record: dict, local: bool) -> tuple[dict | None, str | None]:
+    """Template variables of one source record, or (None, reason) when the row must be rejected."""
+    if REJECT in record:
+        return None, record[REJECT]
+    columns = {**entry.columns, **((entry.local or {}).get("columns") or {})} if local else entry.columns
+    labels = {**entry.labels, **entry.local_labels} if local else entry.labels
+    row = {}
+    for var, col in columns.items():
+        if col not in record:
+            raise BuildError(
+                f"dataset '{entry.name}': source has no column '{col}' (for variable '{var}'); "
+                f"columns are {sorted(record)}"
+            )
+        value = record[col]
+        if _is_empty(value):
+            if var not in entry.optional:
+                return None, f"empty {var}"
+            value = "" if value is None else value
+        spec = labels.get(var)
+        if spec is not None:
+            index = spec.to_index(value)
+            if index is None:
+                return None, f"unknown label {str(value)[:40]!r}"
+            value = index
+        row[var] = value
+    return row, None
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+class IngestSource(PipelineStep):
+    """One dataset per task -> normalised rows (template variables as JSON, split key, own split) + rejects."""
+
+    name = "ingest source"
+    type = "📖 - READER"
+
+    def __init__(self, entries: list[CatalogEntry], local: dict[str, str], work: str, limit: int | None,
+                 revisions: dict[str, str] | None = None):
+        super().__init__()
+        self.entries, self.local, self.work, self.limit = entries, local, work, limit
+        self.revisions = revisions or {}  # dataset -> resolved Hub commit
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        entry = self.entries[rank]
+        work = Path(self.work)
+        out, meta_path = work / "sources" / f"{entry.name}.parquet", work / "sources" / f"{entry.name}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rejects = RejectLog(work / "rejected" / f"source-{entry.name}.parquet")
+        tmp = out.with_suffix(".tmp")
+        rejected: dict[str, int] = {}
+        counts = dict.fromkeys(SPLITS, 0)
+        local_path = self.local.get(entry.name)
+        local_layout = uses_local_layout(entry, local_path)
+        pending: list[tuple[str, int, str, dict]] = []
+
+        def reject(source_split: str, i: int, reason: str, content: str) -> None:
+            kind = reason_kind(reason)
+            rejected[kind] = rejected.get(kind, 0) + 1
+            rejects.add(dataset_name=entry.name, template_name=None, stage="source", reason=reason,
+                        source_split=source_split, source_row=i, content=content[:2000])
+            self.stat_update("rejected")
+
+        def flush(writer: pq.ParquetWriter) -> None:
+            keys = keys_of([[key_text(row.get(v)) for v in entry.split_key_vars(row)] for *_, row in pending])
+            batch = []
+            for (source_split, i, split, row), key in zip(pending, keys):
+                record = to_json(row)
+                if not key:
+                    reject(source_split, i, "empty split key", record)
+                    continue
+                counts[split] += 1
+                key_vars = entry.split_key_vars(row)
+                others = {v: row[v] for v in row if v not in key_vars}
+                batch.append({
+                    "source_split": source_split, "source_row": i, "own_split": split, "split": split,
+                    "source_id": source_id(key), "row_hash": _hash64(key + "\x1e" + to_json(others)),
+                    "label_hash": _hash64(to_json({v: row.get(v) for v in sorted(entry.labels)})),
+                    "record": record,
+                })
+            if batch:
+                writer.write_table(pa.Table.from_pylist(batch, schema=SOURCE_SCHEMA))
+            pending.clear()
+
+        with pq.ParquetWriter(tmp, SOURCE_SCHEMA) as writer:
+            rows = read_source(entry, local_path, self.limit, revision=self.revisions.get(entry.name))
+            for source_split, i, record in tqdm(rows, desc=f"read {entry.name}", unit=" rows", mininterval=2):
+                self.stat_update("source_rows")
+                row, reason = map_record(entry, record, local_layout)
+                split = own_split(entry, source_split) if row is not None else None
+                if row is not None and split is None:
+                    reason = f"source split '{source_split}' is not in the catalog's splits"
+                if reason:
+                    reject(source_split, i, reason, to_json(record))
+                    continue
+                pending.append((source_split, i, split, row))
+                if len(pending) >= 5000:
+                    flush(writer)
+            flush(writer)
+        os.replace(tmp, out)
+        rejects.close()
+        meta = {"own_rows": counts, "rejected": rejected, "num_templates": len(entry.templates)}
+        meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        return
+        yield  # a generator that yields nothing: datatrove steps are generators

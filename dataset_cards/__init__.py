@@ -1,0 +1,1 @@
+"""Dataset card templates (jinja). Installed with the package as ``builders.dataset_cards``."""
