@@ -74,7 +74,47 @@ def cmd_merge(args) -> int:
     return 0
 
 
+def cmd_mix(args) -> int:
+    from builders.training.mixture import MixConfig, mix
+
+    res = mix(MixConfig(inputs=args.inputs, size=args.size, out=Path(args.out), seed=args.seed,
+                        validation_size=args.validation_size, cap_per_task=args.cap_per_task,
+                        translated_fraction=args.translated_fraction, benchmarks=args.benchmark or [],
+                        max_contamination=args.max_contamination, workers=args.workers, executor=args.executor))
+    r = res.recipe
+    print(f"\n{'task':34} {'train':>8} {'valid':>7}")
+    for task, n in r["by_task"].items():
+        print(f"{task:34} {n:>8} {r['by_split_task'].get('validation', {}).get(task, 0):>7}")
+    print(f"\nwrote {res.out}: {r['size']} training + {r['validation_size']} validation rows (seed {r['seed']}); "
+          f"left out: {', '.join(f'{k} {v}' for k, v in r['excluded'].items())}")
+    print(f"train on it: arabic-prompts train training/recipes/tiny-cpu.yaml --datasets {res.out}")
+    return 0
+
+
 def add_cli(subparsers) -> None:
+    x = subparsers.add_parser(
+        "mix", help="sample a leak-free training mixture from built prompt datasets",
+        description="Stratified by task (water-filling under --cap-per-task), native/translated balance, no row "
+                    "whose source text or prompt is in any test split or benchmark, no eval_only entry; a 13-gram "
+                    "contamination report, and a refusal above --max-contamination.")
+    x.add_argument("--from", dest="inputs", action="append", required=True, metavar="DIR",
+                   help="a built (or translated) prompt dataset folder, or a Hub id ORG/NAME[@REV]; repeatable")
+    x.add_argument("--size", type=int, required=True, help="training rows (e.g. 800000)")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--out", required=True, help="output folder (a Hub dataset layout)")
+    x.add_argument("--validation-size", type=int, help="validation rows (default: max(50, size/100))")
+    x.add_argument("--cap-per-task", type=int, help="at most N training rows per task")
+    x.add_argument("--translated-fraction", type=float,
+                   help="fraction of rows from translated inputs (default: pooled with the native ones)")
+    x.add_argument("--benchmark", action="append", metavar="DIR",
+                   help="a dataset folder of evaluation benchmarks to keep out and check against; repeatable")
+    x.add_argument("--max-contamination", type=float, default=0.01,
+                   help="refuse when more than this fraction of any held-out group's texts share a 13-gram with "
+                        "the mixture (default: 0.01)")
+    x.add_argument("--workers", type=int, default=1)
+    x.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
+    x.set_defaults(func=cmd_mix)
+
     t = subparsers.add_parser(
         "train", help="LoRA fine-tuning from a recipe (accelerate launch training/sft.py RECIPE)",
         description="Runs `accelerate launch --config_file CFG training/sft.py RECIPE [--key value ...]`; any "
