@@ -73,6 +73,7 @@ def test_push_adapter_uploads_the_adapter_with_a_valid_card_and_is_idempotent(ru
     assert meta["language"] == ["ar"] and meta["license"] == "apache-2.0" and meta["pipeline_tag"] == "text-generation"
     run = json.loads((run_dir / "training_run.json").read_text())
     for text in ("PeftModel.from_pretrained(base, \"org/tiny-lora\")", "merge_and_unload()", "arabic-prompts merge",
+                 "### The mixture", "| sentiment_analysis | 200 |", "Sampled by `arabic-prompts mix` (seed 0)",
                  "r=8, alpha=16", f"| learning_rate | {run['hyperparameters']['learning_rate']} |",
                  f"| steps | {run['global_step']}", "position ids restart at every example"):
         assert text in card.text, text

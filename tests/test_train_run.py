@@ -22,9 +22,10 @@ def losses(log_history) -> dict[int, float]:
     return {h["step"]: h["loss"] for h in log_history if "loss" in h}
 
 
-def test_train_command_runs_the_tiny_recipe_through_accelerate(tiny_base, train_build, tmp_path, single_thread):
+def test_train_command_runs_the_tiny_recipe_through_accelerate(tiny_base, train_mixture, tmp_path, single_thread):
+    """`arabic-prompts train` on a mixture made by `mix` from a build of real shared files."""
     out = tmp_path / "run"
-    proc = run_cli("train", str(RECIPE), *recipe_args(tiny_base, [train_build], out, max_steps=2, eval_steps=2,
+    proc = run_cli("train", str(RECIPE), *recipe_args(tiny_base, [train_mixture], out, max_steps=2, eval_steps=2,
                                                       save_steps=2), timeout=400)
     assert "accelerate.commands.launch --config_file" in proc.stdout
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json", "chat_template.jinja",
@@ -37,8 +38,9 @@ def test_train_command_runs_the_tiny_recipe_through_accelerate(tiny_base, train_
     run = json.loads((out / "training_run.json").read_text())
     assert run["global_step"] == 2 and run["final_eval_loss"] > 0 and run["final_train_loss"] > 0
     assert run["hyperparameters"]["assistant_only_loss"] is True and run["hyperparameters"]["packing"] is True
-    assert run["datasets"][0]["fingerprint"] == json.loads((train_build / "build_manifest.json").read_text())["fingerprint"]
-    assert run["rows_used"]["train"] + run["rows_too_long"]["train"] == run["rows"][str(train_build)]["train"]
+    assert run["datasets"][0]["fingerprint"] == json.loads((train_mixture / "build_manifest.json").read_text())["fingerprint"]
+    assert run["datasets"][0]["mixture_recipe"]["size"] == 400 == run["rows"][str(train_mixture)]["train"]
+    assert run["rows_used"]["train"] + run["rows_too_long"]["train"] == 400
     from transformers import AutoTokenizer, GenerationConfig
 
     from builders.training.formatting import chat_template
@@ -85,13 +87,13 @@ def test_adapter_reloads_with_peft_and_generates(tiny_run, tiny_base):
     assert isinstance(tok.decode(new, skip_special_tokens=True), str)
 
 
-def test_resume_continues_from_the_same_step_with_the_same_next_loss(tiny_run, tiny_base, train_build, tmp_path,
+def test_resume_continues_from_the_same_step_with_the_same_next_loss(tiny_run, tiny_base, train_mixture, tmp_path,
                                                                     single_thread):
     """tiny_run trained 4 steps without stopping (checkpoints at 2 and 4); a new run resumes from checkpoint-2."""
     from transformers import TrainerCallback
 
     full = losses(json.loads((tiny_run / "checkpoint-4" / "trainer_state.json").read_text())["log_history"])
-    trainer, _ = load_sft().build_trainer(*parse(tiny_base, [train_build], tmp_path / "resumed", max_steps=4,
+    trainer, _ = load_sft().build_trainer(*parse(tiny_base, [train_mixture], tmp_path / "resumed", max_steps=4,
                                                  save_steps=2, eval_steps=2))
     steps_run = []
 

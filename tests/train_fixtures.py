@@ -98,14 +98,23 @@ def train_build(tmp_path_factory) -> Path:
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     out = tmp_path_factory.mktemp("train_build") / "arabic-prompts"
     local = [a for name, folder in TRAIN_DATASETS.items() for a in ("--local", f"{name}={SHARED_DATA / folder}")]
-    run_cli("build", "--datasets", ",".join(TRAIN_DATASETS), *local, "--out", str(out), "--limit", "60")
+    run_cli("build", "--datasets", ",".join(TRAIN_DATASETS), *local, "--out", str(out), "--limit", "100")
     return out
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_base, train_build, tmp_path_factory) -> Path:
-    """The tiny recipe trained for 4 steps in-process (eval and a checkpoint every 2 steps)."""
+def train_mixture(train_build, tmp_path_factory) -> Path:
+    """A training mixture made by `arabic-prompts mix` from train_build."""
+    out = tmp_path_factory.mktemp("train_mixture") / "mixture"
+    run_cli("mix", "--from", str(train_build), "--size", "400", "--validation-size", "40", "--seed", "0",
+            "--out", str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_base, train_mixture, tmp_path_factory) -> Path:
+    """The tiny recipe trained for 4 steps in-process on the mixture (eval and a checkpoint every 2 steps)."""
     out = tmp_path_factory.mktemp("tiny_run") / "run"
     with one_thread():
-        load_sft().main(*parse(tiny_base, [train_build], out, max_steps=4, save_steps=2, eval_steps=2))
+        load_sft().main(*parse(tiny_base, [train_mixture], out, max_steps=4, save_steps=2, eval_steps=2))
     return out

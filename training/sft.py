@@ -27,7 +27,12 @@ def build_trainer(data_args, training_args, model_args):
     base, tokenizer, new_token_ids = model.load_model_and_tokenizer(model_args, training_args)
     loaded = data.load_conversations(data_args, num_proc=training_args.dataset_num_proc)
     loaded = data.drop_too_long(loaded, tokenizer, training_args.max_length, training_args.dataset_num_proc)
+    loaded = data.limit_rows(loaded, data_args, training_args.seed)
     loaded.added_tokens = tokenizer.convert_ids_to_tokens(new_token_ids)
+    if loaded.eval is None and training_args.eval_strategy != "no":
+        print(f"no {data_args.dataset_eval_split} rows to evaluate on (none, or all over max_length): "
+              "training without evaluation")
+        config.no_evaluation(training_args)
     trainer = SFTTrainer(
         model=base,
         args=training_args,

@@ -72,10 +72,15 @@ def finalize(data_args, training_args, model_args):
     if model_args.use_peft and not model_args.lora_target_modules:
         model_args.lora_target_modules = "all-linear"
     if data_args.dataset_eval_split is None:
-        from transformers.trainer_utils import IntervalStrategy
-
-        training_args.eval_strategy = IntervalStrategy.NO
+        no_evaluation(training_args)
     return data_args, training_args, model_args
+
+
+def no_evaluation(training_args) -> None:
+    from transformers.trainer_utils import IntervalStrategy
+
+    training_args.eval_strategy = IntervalStrategy.NO
+    training_args.load_best_model_at_end = False
 
 
 def embedding_module_names(model) -> list[str]:

@@ -83,12 +83,20 @@ def load_conversations(data_args, num_proc: int | None = None) -> LoadedData:
             parts[role].append(as_conversations(ds, source, split, num_proc))
             counts.setdefault(source, {})[split] = len(ds)
     train = concatenate_datasets(parts["train"])
-    if data_args.max_train_samples is not None:
-        train = train.select(range(min(data_args.max_train_samples, len(train))))
     evals = concatenate_datasets(parts["eval"]) if parts["eval"] else None
-    if evals is not None and data_args.max_eval_samples is not None:
-        evals = evals.select(range(min(data_args.max_eval_samples, len(evals))))
     return LoadedData(train=train, eval=evals, counts=counts)
+
+
+def limit_rows(loaded: LoadedData, data_args, seed: int) -> LoadedData:
+    """``max_train_samples`` / ``max_eval_samples``: a seeded random subset (the rows of a dataset are grouped by
+    task, so the first N would be one task), taken after over-long rows were left out."""
+    for role, n in (("train", data_args.max_train_samples), ("eval", data_args.max_eval_samples)):
+        ds = getattr(loaded, role)
+        if ds is not None and n is not None and n < len(ds):
+            setattr(loaded, role, ds.shuffle(seed=seed).select(range(n)))
+    if loaded.eval is not None and not len(loaded.eval):
+        loaded.eval = None  # nothing left to evaluate on
+    return loaded
 
 
 def drop_too_long(loaded: LoadedData, tokenizer, max_length: int | None, num_proc: int | None = None) -> LoadedData:
