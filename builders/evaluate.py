@@ -80,6 +80,7 @@ class Run:
     task_scores: dict[str, float]  # task -> aggregated score from the results file
     items: dict[str, dict[str, float]]  # task -> {item key: score}
     families: dict[str, str] = field(default_factory=dict)  # task -> task family
+    clusters: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> {item key: source_id}
     dataset_repo: str | None = None
     dataset_revision: str | None = None
 
@@ -106,7 +107,10 @@ def _find_details_dir(results_file: Path, date_id: str) -> Path | None:
     return None
 
 
-def _read_details(file: Path, metric: str, where: str) -> tuple[dict[str, float], str | None]:
+def _read_details(file: Path, metric: str, where: str) -> tuple[dict[str, float], dict[str, str], str | None]:
+    """Per-item scores of one details file, each item's cluster (the row's ``source_id``: the prompts of one
+    source text under several templates are one cluster; an item without one is its own cluster) and the
+    task family."""
     import pyarrow.parquet as pq
 
     try:
@@ -114,6 +118,7 @@ def _read_details(file: Path, metric: str, where: str) -> tuple[dict[str, float]
     except Exception as err:  # noqa: BLE001 - name the file
         raise EvaluateError(f"{where}: cannot read details file {file}: {err}") from err
     items: dict[str, float] = {}
+    clusters: dict[str, str] = {}
     family = None
     for row in table.to_pylist():
         metrics = row.get("metric") or {}
@@ -128,9 +133,10 @@ def _read_details(file: Path, metric: str, where: str) -> tuple[dict[str, float]
             n += 1
             key = f"{base}#{n}"
         items[key] = float(metrics[metric])
+        clusters[key] = str(specific.get("source_id") or f"item:{key}")
     if not items:
         raise EvaluateError(f"{where}: details file {file} has no rows")
-    return items, family
+    return items, clusters, family
 
 
 def load_run(path: str | Path, label: str | None = None, metric: str = DEFAULT_METRIC) -> Run:
@@ -170,7 +176,7 @@ def load_run(path: str | Path, label: str | None = None, metric: str = DEFAULT_M
         file = details_dir / f"details_{key}_{date_id}.parquet"
         if not file.is_file():
             raise EvaluateError(f"{results_file}: task {key}: details file {file} not found")
-        run.items[tid], family = _read_details(file, metric, f"{results_file}: task {key}")
+        run.items[tid], run.clusters[tid], family = _read_details(file, metric, f"{results_file}: task {key}")
         run.families[tid] = family or "unknown"
         cfg = config_tasks.get(key) or {}
         run.dataset_repo = run.dataset_repo or cfg.get("hf_repo")
@@ -196,41 +202,79 @@ def _chunks(total: int, n_items: int) -> list[int]:
     return [min(size, total - start) for start in range(0, total, size)]
 
 
-def bootstrap_ci(groups: list[np.ndarray], n_boot: int, rng: np.random.Generator,
+Group = tuple[np.ndarray, np.ndarray]  # (per-item values, dense cluster index of each item)
+
+
+def cluster_index(labels: list[str]) -> np.ndarray:
+    """Dense 0..k-1 cluster numbers for per-item cluster labels (first appearance order)."""
+    return np.unique(np.array(labels, dtype=object), return_inverse=True)[1].astype(np.int64)
+
+
+def _sums(group: Group) -> tuple[np.ndarray, np.ndarray]:
+    values, clusters = group
+    return np.bincount(clusters, weights=values), np.bincount(clusters).astype(float)
+
+
+def bootstrap_ci(groups: list[Group], n_boot: int, rng: np.random.Generator,
                  alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile CI of the macro mean (mean over groups of the group means), items resampled
-    with replacement within each group (a paired CI when the arrays hold paired differences)."""
+    """Percentile CI of the macro mean (mean over groups of the group means), resampling **clusters** (source
+    texts) with replacement within each group, each cluster bringing all its items: a test text scored under
+    five templates counts as one draw, not five. With one item per cluster this is the plain item bootstrap.
+    A paired CI when the values are paired differences."""
     stats = np.zeros(n_boot)
     for g in groups:
-        n = len(g)
-        out, start = [], 0
-        for size in _chunks(n_boot, n):
-            idx = rng.integers(0, n, size=(size, n))
-            out.append(g[idx].mean(axis=1))
-            start += size
+        sums, counts = _sums(g)
+        k = len(sums)
+        out = []
+        for size in _chunks(n_boot, k):
+            idx = rng.integers(0, k, size=(size, k))
+            out.append(sums[idx].sum(axis=1) / counts[idx].sum(axis=1))
         stats += np.concatenate(out)
     stats /= len(groups)
     lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
 
 
-def permutation_test(diffs: list[np.ndarray], n_perm: int, rng: np.random.Generator) -> float:
+def permutation_test(diffs: list[Group], n_perm: int, rng: np.random.Generator) -> float:
     """Two-sided paired sign-flip permutation test of the macro mean difference being 0.
 
-    Under H0 (the two systems are exchangeable on each item) each paired difference keeps or
-    flips its sign with probability 1/2. p = (1 + #{|null| >= |observed|}) / (1 + n_perm)."""
-    observed = float(np.mean([d.mean() for d in diffs]))
+    Under H0 (the two systems are exchangeable on each source text) the paired differences of one cluster
+    keep or flip their sign together, with probability 1/2. p = (1 + #{|null| >= |observed|}) / (1 + n_perm)."""
+    observed = float(np.mean([d.mean() for d, _ in diffs]))
     null = np.zeros(n_perm)
-    for d in diffs:
-        n = len(d)
+    for g in diffs:
+        sums, counts = _sums(g)
+        k, n = len(sums), counts.sum()
         out = []
-        for size in _chunks(n_perm, n):
-            signs = rng.integers(0, 2, size=(size, n), dtype=np.int8) * 2 - 1
-            out.append((signs * d).mean(axis=1))
+        for size in _chunks(n_perm, k):
+            signs = rng.integers(0, 2, size=(size, k), dtype=np.int8) * 2 - 1
+            out.append((signs * sums).sum(axis=1) / n)
         null += np.concatenate(out)
     null /= len(diffs)
     extreme = int(np.sum(np.abs(null) >= abs(observed) - 1e-12))
     return (1 + extreme) / (1 + n_perm)
+
+
+CORRECTIONS = {"bh": "Benjamini-Hochberg (false discovery rate)", "holm": "Holm (family-wise error)",
+               "none": "none"}
+
+
+def adjust_p(p_values: list[float], method: str) -> list[float]:
+    """p-values adjusted across tasks: Benjamini-Hochberg (``scipy.stats.false_discovery_control``), Holm, or none."""
+    if method == "none" or not p_values:
+        return list(p_values)
+    p = np.asarray(p_values, dtype=float)
+    if method == "bh":
+        from scipy.stats import false_discovery_control
+
+        return [float(x) for x in false_discovery_control(p, method="bh")]
+    if method == "holm":
+        order = np.argsort(p)
+        adjusted = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order])
+        out = np.empty_like(p)
+        out[order] = np.minimum(adjusted, 1.0)
+        return [float(x) for x in out]
+    raise EvaluateError(f"--correction must be one of {', '.join(CORRECTIONS)}, not {method!r}")
 
 
 @dataclass
@@ -245,7 +289,9 @@ class Pairwise:
     ci_low: float
     ci_high: float
     p_value: float
-    significant: bool
+    significant: bool  # p_adjusted < alpha
+    clusters: int = 0  # source texts the items come from
+    p_adjusted: float | None = None  # across the tasks of this pair (the macro row is one test: its own p)
 
 
 @dataclass
@@ -264,21 +310,38 @@ class Comparison:
     alpha: float
     n_boot: int
     n_perm: int
+    correction: str = "bh"
+    clustered: bool = True  # resampled by source_id (False: every item is its own cluster)
 
 
 MACRO = "macro_average"
 
 
-def _paired(run_a: Run, run_b: Run, task: str) -> tuple[np.ndarray, np.ndarray]:
+def _group(run: Run, task: str, keys: list[str], clustered: bool) -> np.ndarray:
+    labels = [run.clusters.get(task, {}).get(k, k) if clustered else k for k in keys]
+    return cluster_index(labels)
+
+
+def _paired(run_a: Run, run_b: Run, task: str, clustered: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a, b = run_a.items[task], run_b.items[task]
     keys = sorted(set(a) & set(b))
-    return np.array([a[k] for k in keys]), np.array([b[k] for k in keys])
+    return np.array([a[k] for k in keys]), np.array([b[k] for k in keys]), _group(run_a, task, keys, clustered)
+
+
+def _scores(run: Run, task: str, clustered: bool) -> Group:
+    keys = list(run.items[task])
+    return np.array([run.items[task][k] for k in keys]), _group(run, task, keys, clustered)
 
 
 def compare_runs(runs: list[Run], n_boot: int = 10_000, n_perm: int = 10_000, seed: int = 0,
-                 alpha: float = 0.05) -> Comparison:
+                 alpha: float = 0.05, correction: str = "bh", clustered: bool = True) -> Comparison:
+    """Scores, CIs and paired tests. ``clustered``: resample and permute by source text (the items' source_id;
+    an item without one is its own cluster); ``correction``: adjust the per-task p-values of each model pair
+    across tasks (``bh``, ``holm`` or ``none``)."""
     if len(runs) < 1:
         raise EvaluateError("compare needs at least one results file")
+    if correction not in CORRECTIONS:
+        raise EvaluateError(f"--correction must be one of {', '.join(CORRECTIONS)}, not {correction!r}")
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):
         raise EvaluateError(f"two runs share a label ({', '.join(labels)}); name them LABEL=results.json")
@@ -303,9 +366,9 @@ def compare_runs(runs: list[Run], n_boot: int = 10_000, n_perm: int = 10_000, se
     macro = {r.label: float(np.mean([r.task_scores[t] for t in common])) for r in runs}
     score_ci: dict[str, dict[str, tuple[float, float]]] = {}
     for r in runs:
-        arrays = {t: np.array(list(r.items[t].values())) for t in r.task_scores}
-        score_ci[r.label] = {t: bootstrap_ci([arrays[t]], n_boot, rng, alpha) for t in r.task_scores}
-        score_ci[r.label][MACRO] = bootstrap_ci([arrays[t] for t in common], n_boot, rng, alpha)
+        groups = {t: _scores(r, t, clustered) for t in r.task_scores}
+        score_ci[r.label] = {t: bootstrap_ci([groups[t]], n_boot, rng, alpha) for t in r.task_scores}
+        score_ci[r.label][MACRO] = bootstrap_ci([groups[t] for t in common], n_boot, rng, alpha)
     fam_names = sorted({families.get(t, "unknown") for t in common})
     family_scores: dict[str, dict[str, float]] = {}
     family_ci: dict[str, dict[str, tuple[float, float]]] = {}
@@ -314,32 +377,41 @@ def compare_runs(runs: list[Run], n_boot: int = 10_000, n_perm: int = 10_000, se
         for fam in fam_names:
             fam_tasks = [t for t in common if families.get(t, "unknown") == fam]
             family_scores[r.label][fam] = float(np.mean([r.task_scores[t] for t in fam_tasks]))
-            family_ci[r.label][fam] = bootstrap_ci(
-                [np.array(list(r.items[t].values())) for t in fam_tasks], n_boot, rng, alpha)
+            family_ci[r.label][fam] = bootstrap_ci([_scores(r, t, clustered) for t in fam_tasks], n_boot, rng, alpha)
     pairwise: list[Pairwise] = []
     for run_a, run_b in combinations(runs, 2):
         per_task = {}
         for t in sorted(set(run_a.task_scores) & set(run_b.task_scores)):
-            a, b = _paired(run_a, run_b, t)
+            a, b, clusters = _paired(run_a, run_b, t, clustered)
             if len(a) == 0:
                 logger.warning(f"task {t}: {run_a.label} and {run_b.label} share no item; not compared")
                 continue
             if len(a) < max(len(run_a.items[t]), len(run_b.items[t])):
                 logger.warning(f"task {t}: only {len(a)} items are common to {run_a.label} and {run_b.label}")
-            per_task[t] = (a, b)
-        for name, pairs in [*((t, [p]) for t, p in per_task.items()),
-                            (MACRO, [per_task[t] for t in common if t in per_task])]:
-            if not pairs:
+            per_task[t] = (a, b, clusters)
+        rows = []
+        for name, triples in [*((t, [p]) for t, p in per_task.items()),
+                              (MACRO, [per_task[t] for t in common if t in per_task])]:
+            if not triples:
                 continue
-            diffs = [a - b for a, b in pairs]
+            diffs = [(a - b, c) for a, b, c in triples]
             lo, hi = bootstrap_ci(diffs, n_boot, rng, alpha)
             p = permutation_test(diffs, n_perm, rng)
-            mean_a = float(np.mean([a.mean() for a, _ in pairs]))
-            mean_b = float(np.mean([b.mean() for _, b in pairs]))
-            pairwise.append(Pairwise(run_a.label, run_b.label, name, int(sum(len(a) for a, _ in pairs)),
-                                     mean_a, mean_b, mean_a - mean_b, lo, hi, p, bool(p < alpha)))
+            mean_a = float(np.mean([a.mean() for a, _, _ in triples]))
+            mean_b = float(np.mean([b.mean() for _, b, _ in triples]))
+            rows.append(Pairwise(run_a.label, run_b.label, name, int(sum(len(a) for a, _, _ in triples)),
+                                 mean_a, mean_b, mean_a - mean_b, lo, hi, p, False,
+                                 clusters=int(sum(c.max() + 1 for _, _, c in triples))))
+        task_rows = [pw for pw in rows if pw.task != MACRO]
+        for pw, adj in zip(task_rows, adjust_p([pw.p_value for pw in task_rows], correction)):
+            pw.p_adjusted = adj
+        for pw in rows:
+            if pw.task == MACRO:
+                pw.p_adjusted = pw.p_value  # one test over all tasks
+            pw.significant = bool(pw.p_adjusted < alpha)
+        pairwise += rows
     return Comparison(metric, runs, tasks, common, families, scores, score_ci, macro, family_scores,
-                      family_ci, pairwise, alpha, n_boot, n_perm)
+                      family_ci, pairwise, alpha, n_boot, n_perm, correction, clustered)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,8 +427,10 @@ def markdown(cmp: Comparison) -> str:
     labels = [r.label for r in cmp.runs]
     level = int(round((1 - cmp.alpha) * 100))
     out = [f"# Model comparison: {cmp.metric} ({METRIC_NAMES.get(cmp.metric, cmp.metric)} F1, 0-1)", ""]
-    out.append(f"Score per task (bootstrap {level}% CI over items). Macro average: mean of the "
+    out.append(f"Score per task (bootstrap {level}% CI). Macro average: mean of the "
                f"{len(cmp.common_tasks)} task(s) every model has.")
+    out.append("")
+    out.append(f"Statistics: {_method(cmp)}")
     out.append("")
     out.append("| task | family | " + " | ".join(labels) + " |")
     out.append("|---|---|" + "---:|" * len(labels))
@@ -381,18 +455,25 @@ def markdown(cmp: Comparison) -> str:
     if cmp.pairwise:
         out += ["", f"## Paired comparisons (A − B on the items both scored; paired bootstrap {level}% CI, "
                     f"{cmp.n_boot} resamples; two-sided sign-flip permutation test, {cmp.n_perm} permutations; "
-                    f"significant: p < {cmp.alpha})", ""]
-        out.append("| A | B | task | n | A | B | A − B | CI | p | significant |")
-        out.append("|---|---|---|---:|---:|---:|---:|---|---:|---|")
+                    f"p adjusted across tasks: {CORRECTIONS[cmp.correction]}; significant: adjusted p < {cmp.alpha})", ""]
+        out.append("| A | B | task | n | source texts | A | B | A − B | CI | p | adjusted p | significant |")
+        out.append("|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|")
         for pw in cmp.pairwise:
             task = f"**{pw.task}**" if pw.task == MACRO else pw.task
-            out.append(f"| {pw.model_a} | {pw.model_b} | {task} | {pw.n} | {pw.mean_a:.4f} | {pw.mean_b:.4f} | "
-                       f"{pw.diff:+.4f} | [{pw.ci_low:+.4f}, {pw.ci_high:+.4f}] | {pw.p_value:.4g} | "
-                       f"{'yes' if pw.significant else 'no'} |")
+            out.append(f"| {pw.model_a} | {pw.model_b} | {task} | {pw.n} | {pw.clusters} | {pw.mean_a:.4f} | "
+                       f"{pw.mean_b:.4f} | {pw.diff:+.4f} | [{pw.ci_low:+.4f}, {pw.ci_high:+.4f}] | {pw.p_value:.4g} | "
+                       f"{pw.p_adjusted:.4g} | {'yes' if pw.significant else 'no'} |")
     out += ["", "Runs:", ""]
     for r in cmp.runs:
         out.append(f"- {r.label}: model `{r.model_name}`, `{r.results_file}`")
     return "\n".join(out) + "\n"
+
+
+def _method(cmp: Comparison) -> str:
+    unit = ("source texts (the prompts of one `source_id`, under every template, are resampled and sign-flipped "
+            "together; items without a source_id are their own cluster)") if cmp.clustered else "items"
+    return (f"bootstrap and permutation over {unit}; per-task p-values of each model pair adjusted across tasks "
+            f"with {CORRECTIONS[cmp.correction]}; the macro-average test is a single test.")
 
 
 def scores_csv(cmp: Comparison) -> str:
@@ -414,12 +495,12 @@ def scores_csv(cmp: Comparison) -> str:
 def pairwise_csv(cmp: Comparison) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["model_a", "model_b", "task", "n", "mean_a", "mean_b", "diff", "ci_low", "ci_high", "p_value",
-                "significant"])
+    w.writerow(["model_a", "model_b", "task", "n", "clusters", "mean_a", "mean_b", "diff", "ci_low", "ci_high",
+                "p_value", "p_adjusted", "significant"])
     for pw in cmp.pairwise:
-        w.writerow([pw.model_a, pw.model_b, pw.task, pw.n, f"{pw.mean_a:.6f}", f"{pw.mean_b:.6f}",
+        w.writerow([pw.model_a, pw.model_b, pw.task, pw.n, pw.clusters, f"{pw.mean_a:.6f}", f"{pw.mean_b:.6f}",
                     f"{pw.diff:.6f}", f"{pw.ci_low:.6f}", f"{pw.ci_high:.6f}", f"{pw.p_value:.6g}",
-                    str(pw.significant).lower()])
+                    f"{pw.p_adjusted:.6g}", str(pw.significant).lower()])
     return buf.getvalue()
 
 
@@ -468,6 +549,8 @@ def write_comparison(cmp: Comparison, out: Path) -> dict[str, Path]:
     payload = {
         "metric": cmp.metric,
         "alpha": cmp.alpha,
+        "statistics": {"clustered_by": "source_id" if cmp.clustered else "item", "correction": cmp.correction,
+                       "correction_name": CORRECTIONS[cmp.correction], "description": _method(cmp)},
         "runs": [{"label": r.label, "model_name": r.model_name, "results_file": str(r.results_file)} for r in cmp.runs],
         "tasks": cmp.tasks,
         "common_tasks": cmp.common_tasks,
@@ -584,7 +667,8 @@ def cmd_compare(args) -> int:
     for spec in args.results:
         label, path = parse_run_spec(spec)
         runs.append(load_run(path, label=label, metric=args.metric))
-    cmp = compare_runs(runs, n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed, alpha=args.alpha)
+    cmp = compare_runs(runs, n_boot=args.n_boot, n_perm=args.n_perm, seed=args.seed, alpha=args.alpha,
+                       correction=args.correction, clustered=args.cluster == "source_id")
     files = write_comparison(cmp, Path(args.out))
     print(files["markdown"].read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(p) for p in files.values()))
@@ -628,6 +712,11 @@ def add_cli(subparsers) -> None:
     c.add_argument("--n-perm", type=int, default=10_000, help="permutations of the paired test (default: 10000)")
     c.add_argument("--alpha", type=float, default=0.05, help="significance level (default: 0.05)")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--correction", choices=sorted(CORRECTIONS), default="bh",
+                   help="adjust per-task p-values across tasks: bh (Benjamini-Hochberg, default), holm, none")
+    c.add_argument("--cluster", choices=["source_id", "item"], default="source_id",
+                   help="resampling unit: source_id (default: a source text's prompts under every template "
+                        "together) or item")
     c.add_argument("--into-model-card", metavar="PATH",
                    help="model folder (e.g. a PEFT adapter) or README.md to write model-index results into")
     c.add_argument("--push-to-hub", metavar="REPO_ID",

@@ -59,7 +59,9 @@ def build_report(out: Path, work: Path, entries: list[CatalogEntry], checks: dic
         "by_template": dict(sorted(by_template.items())),
         "source_rows": {name: meta["rows"] for name, meta in sorted(sources.items())},
         "splitting": {
-            "rule": "one split per normalised source text across the build (test, then validation, then train)",
+            "rule": "one split per normalised source text across the build (test, then validation, then train); "
+                    "rows that share a text are linked, transitively",
+            **json.loads((work / "splits.json").read_text()),
             "duplicate_source_rows": sum(m["duplicate_rows"] for m in sources.values()),
             "conflicting_label_texts": sum(m["conflicting_label_texts"] for m in sources.values()),
             "moved_to_higher_split": sum(sum(m["moved_to_higher_split"].values()) for m in sources.values()),

@@ -70,8 +70,9 @@ def schema_for(kind: str) -> pa.Schema:
 # ------------------------------------------------------------------------------- build work files
 
 # A source row after ingest (``_build/sources/<dataset>.parquet``): its template variables as JSON, its
-# normalised-text key (``source_id``), the split its source gave it (``own_split``) and the split the whole
-# build assigned to its text (``split``). ``row_hash`` identifies the row's content (its key and the other
+# normalised-text key (``source_id``), the hashes of each normalised key text (``parts``: rows that share a
+# text, in any dataset, are linked), the split its source gave it (``own_split``) and the split the whole
+# build assigned to it (``split``). ``row_hash`` identifies the row's content (its key and the other
 # variables), ``label_hash`` its label variables: two rows with one source_id and different label_hash are
 # conflicting-label duplicates.
 SOURCE_SCHEMA = pa.schema(
@@ -81,6 +82,7 @@ SOURCE_SCHEMA = pa.schema(
         ("own_split", pa.string()),
         ("split", pa.string()),
         ("source_id", pa.string()),
+        ("parts", pa.list_(pa.uint64())),
         ("row_hash", pa.uint64()),
         ("label_hash", pa.uint64()),
         ("record", pa.string()),

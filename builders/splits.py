@@ -1,24 +1,27 @@
 """Which split a source text goes to: its key, its ``source_id``, and the rules that make the split the same
 for that text everywhere in a build.
 
-- The **key** of a source row is its normalised split-key text (``CatalogEntry.split_key_vars``: the catalog's
-  ``split_key``, else every non-label text variable), parts sorted, so it does not depend on variable names,
-  entry, task or label. ``source_id`` is a hash of the key.
+- The **key** of a source row is made of its split-key texts (``CatalogEntry.split_key_vars``: the catalog's
+  ``split_key``, else every non-label text variable), each normalised (``builders.textnorm``); the parts are
+  sorted, so the key depends neither on variable names nor on entry, task or label. ``source_id`` is a hash of
+  the key.
+- Rows that share any key text are **linked** (a sentence pair shares its first sentence with a claim of
+  another task; one tweet sits in two datasets; one passage serves several questions), transitively: a linked
+  group of rows is a *component*. A text shared by more than ``MAX_LINK_ROWS`` rows is a category (a poetry
+  meter, a tag sequence), not a source text, and links nothing.
 - A row's **own split** comes from its source (a source split mapped to test stays test). A train row of a
-  source that has no validation or test split is **carved** into one by a hash of its source_id, with the
-  entry's ``split_fractions``.
-- Across the whole build, a text takes the highest split any of its rows has (test, then validation, then
-  train): a text that is test anywhere is test everywhere (``resolve_splits``).
+  source that has no validation or test split is **carved** into one by a hash of its component, with the
+  entry's ``split_fractions``, so linked rows carve alike.
+- Across the whole build, a component takes the highest split any of its rows has (test, then validation,
+  then train): a text that is test anywhere is test everywhere (``assign``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import xxhash
 
 from builders.schema import SPLIT_PRIORITY, SPLITS
 from builders.textnorm import normalize
@@ -39,17 +42,21 @@ def key_text(value) -> str:
     return str(value)
 
 
-def keys_of(parts: list[list[str]]) -> list[str]:
-    """Split keys of many rows at once: each row's parts normalised (one vectorised pass), empty parts dropped,
-    the rest sorted and joined. A row whose parts are all empty gets the key ''."""
+def part_hash(normalised: str) -> int:
+    return xxhash.xxh3_64_intdigest(normalised.encode())
+
+
+def keys_of(parts: list[list[str]]) -> list[tuple[str, list[int]]]:
+    """Split keys of many rows at once (one vectorised normalisation): for each row, its key (normalised
+    non-empty parts, sorted and joined; '' when all are empty) and the hashes of those parts."""
     flat = [p for row in parts for p in row]
     normed = normalize(flat).to_pylist() if flat else []
-    keys, i = [], 0
+    out, i = [], 0
     for row in parts:
-        mine = sorted(p for p in normed[i:i + len(row)] if p)
+        mine = sorted({p for p in normed[i:i + len(row)] if p})
         i += len(row)
-        keys.append(KEY_SEPARATOR.join(mine))
-    return keys
+        out.append((KEY_SEPARATOR.join(mine), [part_hash(p) for p in mine]))
+    return out
 
 
 def source_id(key: str) -> str:
@@ -57,14 +64,14 @@ def source_id(key: str) -> str:
     return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
 
-def carve_fraction(sid: str) -> float:
-    """Where a source_id falls in [0, 1): the same for every entry that reads the text."""
-    return int(sid[:8], 16) / 2**32
+def carve_fraction(component_key: int) -> float:
+    """Where a component falls in [0, 1): the same for every entry that reads one of its texts."""
+    return (int(component_key) & 0xFFFFFFFF) / 2**32
 
 
-def carve(sid: str, fractions: dict[str, float], missing: set[str]) -> str:
+def carve(component_key: int, fractions: dict[str, float], missing: set[str]) -> str:
     """The split a train row goes to when its source lacks validation and/or test."""
-    x = carve_fraction(sid)
+    x = carve_fraction(component_key)
     val = fractions.get("validation", 0.05) if "validation" in missing else 0.0
     test = fractions.get("test", 0.1) if "test" in missing else 0.0
     if x < val:
@@ -81,29 +88,58 @@ def missing_splits(own_counts: dict[str, int]) -> set[str]:
     return {s for s in ("validation", "test") if not own_counts.get(s)}
 
 
-def tentative_priorities(own: pa.Array, ids: pa.Array, fractions: dict[str, float], missing: set[str]) -> np.ndarray:
-    """Split priority of each row before the build-wide rule: its own split, or the carved one."""
-    own_list, id_list = own.to_pylist(), ids.to_pylist()
-    return np.array([SPLIT_PRIORITY[carve(i, fractions, missing) if o == "train" and missing else o]
-                     for o, i in zip(own_list, id_list)], dtype=np.int8)
+MAX_LINK_ROWS = 100  # a text shared by more rows than this is a category (a meter, a tag sequence), not a source text
 
 
-def resolve_splits(parts: Iterable[tuple[pa.Array, np.ndarray]]) -> pa.Table:
-    """Build-wide rule: for every source_id, the highest split priority among all its rows (of every entry).
-    ``parts`` yields (source_ids, priorities) per entry. Returns a table (source_id, priority)."""
-    tables = [pa.table({"source_id": ids, "priority": pa.array(pr, pa.int8())}) for ids, pr in parts]
-    if not tables:
-        return pa.table({"source_id": pa.array([], pa.string()), "priority": pa.array([], pa.int8())})
-    merged = pa.concat_tables(tables).group_by("source_id").aggregate([("priority", "max")])
-    return merged.rename_columns(["source_id", "priority"])
+def components(keys: np.ndarray, parts: list[np.ndarray], max_link_rows: int = MAX_LINK_ROWS
+               ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Connected components of rows linked by shared key texts.
+
+    ``keys[r]`` is row r's key as an integer (rows with one key are always together), ``parts[r]`` the hashes
+    of its key texts. A text shared by more than ``max_link_rows`` rows links nothing: it is a category, not a
+    source text (rows that are that text alone still share their key). Returns (component of each row as a
+    dense label, each component's key: its smallest node hash, stable for a given set of texts, figures).
+    Label propagation with pointer jumping on the graph of keys and texts, one edge per (row key, text)."""
+    n = len(keys)
+    lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=n)
+    flat = np.concatenate(parts) if n else np.zeros(0, np.uint64)
+    owner = np.repeat(np.arange(n), lengths)
+    distinct, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    linkable = counts[inverse] <= max_link_rows
+    nodes, node = np.unique(np.concatenate([keys.astype(np.uint64), flat[linkable]]), return_inverse=True)
+    row_node, part_node = node[:n], node[n:]
+    u, v = row_node[owner[linkable]], part_node
+    label = np.arange(len(nodes))
+    while len(u):
+        lu, lv = label[u], label[v]
+        if np.array_equal(lu, lv):
+            break
+        m = np.minimum(lu, lv)
+        np.minimum.at(label, lu, m)
+        np.minimum.at(label, lv, m)
+        while True:  # pointer jumping: every node points at its root
+            nxt = label[label]
+            if np.array_equal(nxt, label):
+                break
+            label = nxt
+    dense, comp = np.unique(label[row_node], return_inverse=True)
+    frequent = counts > max_link_rows
+    figures = {"texts": int(len(distinct)), "category_texts_not_linking": int(frequent.sum()),
+               "max_link_rows": max_link_rows}
+    return comp, nodes[dense], figures
 
 
-def final_splits(ids: pa.Array, resolved: pa.Table) -> list[str]:
-    """The build-wide split of each source_id of one entry (``resolved`` from ``resolve_splits``)."""
-    idx = pc.index_in(ids, value_set=resolved["source_id"])
-    priorities = pc.take(resolved["priority"], idx).to_pylist()
-    return [PRIORITY_SPLIT[p] for p in priorities]
+def assign(keys: np.ndarray, parts: list[np.ndarray], own: list[str], fractions: list[dict[str, float]],
+           missing: list[set[str]]) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
+    """The build-wide split of every row (rows of all entries together). ``fractions[r]`` / ``missing[r]``
+    are those of row r's entry. Returns (splits, tentative priorities, component labels, figures)."""
+    comp, comp_key, figures = components(keys, parts)
+    tentative = np.array([SPLIT_PRIORITY[carve(comp_key[c], f, m) if o == "train" and m else o]
+                          for o, c, f, m in zip(own, comp, fractions, missing)], dtype=np.int8)
+    best = np.zeros(len(comp_key), dtype=np.int8)
+    np.maximum.at(best, comp, tentative)
+    return [PRIORITY_SPLIT[int(p)] for p in best[comp]], tentative, comp, figures
 
 
 __all__ = ["SPLITS", "KEY_SEPARATOR", "key_text", "keys_of", "source_id", "carve", "carve_fraction",
-           "missing_splits", "tentative_priorities", "resolve_splits", "final_splits"]
+           "missing_splits", "components", "assign"]

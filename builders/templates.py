@@ -100,7 +100,17 @@ ENV = make_environment()
 
 
 class _TagLoader(yaml.SafeLoader):
-    """Reads PromptSource's files: ``!Template`` and ``!TemplateMetadata`` become plain mappings."""
+    """Reads PromptSource's files: ``!Template`` and ``!TemplateMetadata`` become plain mappings. A key given
+    twice in one mapping (two templates under one id) is an error, not a silent overwrite."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _mapping(loader: yaml.SafeLoader, node: yaml.Node) -> dict:

@@ -561,7 +561,8 @@ def prompt_fn(line: dict, task_name: str | None = None) -> Doc:
             f"task {task_name}: row {line.get('id', line.get('__index'))!r} needs string `inputs` and `targets` "
             f"(got {type(inputs).__name__} and {type(targets).__name__})"
         )
-    specific = {k: line[k] for k in ("id", "task_family", "template_name", "dataset_name") if k in line}
+    # source_id: the prompts of one source text (one per template) are one cluster for `evaluate compare`
+    specific = {k: line[k] for k in ("id", "source_id", "task_family", "template_name", "dataset_name") if k in line}
     return Doc(
         task_name=task_name,
         query=inputs.rstrip(),

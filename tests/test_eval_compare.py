@@ -23,7 +23,7 @@ METRICS = ("rougeL_ar", "rougeL_ar_raw")
 
 
 def write_run(out: Path, model: str, date: str, tasks: dict[str, tuple[str, dict[str, float]]],
-              shuffle: bool = False, details: bool = True) -> Path:
+              shuffle: bool = False, details: bool = True, clusters: dict[str, str] | None = None) -> Path:
     """A lighteval output folder: results/<model>/results_<date>.json and
     details/<model>/<date>/details_<task>|0_<date>.parquet, with the columns lighteval writes."""
     results, config_tasks = {}, {}
@@ -35,7 +35,8 @@ def write_run(out: Path, model: str, date: str, tasks: dict[str, tuple[str, dict
         config_tasks[key] = {"name": f"arabic_prompts:{task}", "hf_repo": "/tmp/snapshot/ds-0123", "hf_revision": None}
         if details:
             rows = [{"doc": {"query": f"q {k}", "choices": ["t"], "gold_index": 0, "id": str(i),
-                             "specific": {"id": k, "task_family": family}},
+                             "specific": {"id": k, "task_family": family,
+                                          **({"source_id": clusters[k]} if clusters else {})}},
                      "metric": {m: v for m in METRICS},
                      "model_response": {"text": ["p"]}}
                     for i, (k, v) in enumerate(items.items())]
@@ -272,3 +273,82 @@ def test_push_to_hub_uses_metadata_update(two_runs, monkeypatch):
     assert index[0]["name"] == "arabic-lora"
     configs = {r["dataset"]["config"] for r in index[0]["results"]}
     assert configs == {"sentiment_analysis", "extractive_qa", "default"}
+
+
+# ------------------------------------------------------------------------------- clustered statistics
+
+
+def templated(prefix: str, example_scores: np.ndarray, rng, templates: int = 5, spread: float = 0.02):
+    """Every example scored under ``templates`` templates (near-equal scores): items and their source_id."""
+    scores, clusters = {}, {}
+    for i, s in enumerate(example_scores):
+        for t in range(templates):
+            key = f"{prefix}-{i}-t{t}"
+            scores[key] = float(np.clip(s + rng.normal(0, spread), 0, 1))
+            clusters[key] = f"src{i:04d}"
+    return scores, clusters
+
+
+def test_clustered_ci_is_wider_when_examples_repeat_under_templates(tmp_path):
+    rng = np.random.default_rng(3)
+    scores, clusters = templated("x", rng.uniform(0, 1, 40), rng)
+    path = write_run(tmp_path / "o", "m", "d1", {"t": ("generation", scores)}, clusters=clusters)
+    run = ev.load_run(path)
+    assert len(set(run.clusters["t"].values())) == 40 and len(run.items["t"]) == 200
+    clustered = ev.compare_runs([run], n_boot=4000, seed=0, clustered=True).score_ci["m"]["t"]
+    plain = ev.compare_runs([run], n_boot=4000, seed=0, clustered=False).score_ci["m"]["t"]
+    width_c, width_p = clustered[1] - clustered[0], plain[1] - plain[0]
+    # 200 items but only 40 independent texts: the honest interval is about sqrt(5) times wider
+    assert width_c > 1.8 * width_p, (width_c, width_p)
+
+
+def test_better_on_every_example_is_still_significant_when_clustered(tmp_path):
+    rng = np.random.default_rng(4)
+    base = rng.uniform(0.1, 0.6, 30)
+    good, clusters = templated("x", base + 0.3, rng)
+    weak, _ = templated("x", base, rng)
+    a = write_run(tmp_path / "o", "good", "d1", {"t": ("generation", good)}, clusters=clusters)
+    b = write_run(tmp_path / "o", "weak", "d2", {"t": ("generation", weak)}, clusters=clusters)
+    cmp = ev.compare_runs([ev.load_run(a), ev.load_run(b)], n_boot=2000, n_perm=2000, seed=0)
+    for pw in cmp.pairwise:
+        assert pw.clusters == 30 and pw.n == 150
+        assert pw.significant and pw.p_value == pytest.approx(1 / 2001) and pw.ci_low > 0
+    # with 30 clusters the sign-flip null has 2**30 points; a lone cluster could never reach p < 0.05
+    one = write_run(tmp_path / "p", "good", "d1", {"t": ("generation", {k: v for k, v in good.items() if "-0-" in k})},
+                    clusters=clusters)
+    two = write_run(tmp_path / "p", "weak", "d2", {"t": ("generation", {k: v for k, v in weak.items() if "-0-" in k})},
+                    clusters=clusters)
+    single = ev.compare_runs([ev.load_run(one), ev.load_run(two)], n_perm=2000, seed=0).pairwise[0]
+    assert single.clusters == 1 and not single.significant  # five items of one text are not five examples
+
+
+def test_p_values_are_adjusted_across_tasks():
+    # hand-computed: Holm multiplies the k-th smallest by (m - k + 1) and keeps it monotone
+    assert ev.adjust_p([0.01, 0.04, 0.03], "holm") == pytest.approx([0.03, 0.06, 0.06])
+    # Benjamini-Hochberg: p * m / rank, then the running minimum from the largest down
+    assert ev.adjust_p([0.01, 0.04, 0.03], "bh") == pytest.approx([0.03, 0.04, 0.04])
+    assert ev.adjust_p([0.01, 0.04], "none") == [0.01, 0.04]
+
+
+def test_many_tasks_correction_removes_a_lone_borderline_win(tmp_path):
+    """Ten tasks of pure noise and one with a small edge: raw p < 0.05 can happen by chance; after the
+    correction across tasks the report must not call a task significant unless its adjusted p is."""
+    rng = np.random.default_rng(7)
+    tasks_a, tasks_b = {}, {}
+    for t in range(10):
+        base = rng.uniform(0, 1, 25)
+        tasks_a[f"t{t}"] = ("generation", items(f"t{t}", np.clip(base + rng.normal(0, .15, 25), 0, 1)))
+        tasks_b[f"t{t}"] = ("generation", items(f"t{t}", np.clip(base + rng.normal(0, .15, 25), 0, 1)))
+    a = write_run(tmp_path / "o", "a", "d1", tasks_a)
+    b = write_run(tmp_path / "o", "b", "d2", tasks_b)
+    cmp = ev.compare_runs([ev.load_run(a), ev.load_run(b)], n_boot=500, n_perm=2000, seed=0, correction="holm")
+    rows = [pw for pw in cmp.pairwise if pw.task != "macro_average"]
+    assert len(rows) == 10
+    for pw in rows:
+        assert pw.p_adjusted >= pw.p_value
+        assert pw.significant == (pw.p_adjusted < 0.05)
+    raw = sorted(pw.p_value for pw in rows)
+    assert max(pw.p_adjusted for pw in rows) == pytest.approx(min(1.0, max(
+        (10 - k) * p for k, p in enumerate(raw))))  # the Holm step-down on these ten p-values
+    md = ev.markdown(cmp)
+    assert "Holm" in md and "adjusted p" in md and "source texts" in md
