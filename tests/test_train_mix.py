@@ -83,7 +83,7 @@ def seeded(tmp_path_factory):
     test_ids = {r["source_id"] for r in rows(a, "test")}
     with open(SHARED_DATA / "ajgt" / "AJGT.csv", encoding="utf-8") as f:
         tweets = [r["Feed"].strip() for r in csv.DictReader(f)][:300]
-    sids = [source_id(k) for k in keys_of([[t] for t in tweets])]
+    sids = [source_id(k) for k, _ in keys_of([[t] for t in tweets])]
     test_tweets = [t for t, s in zip(tweets, sids) if s in test_ids]
     copies = test_tweets[:6]  # verbatim: the same source texts, in another build's train split
     long_one = max(test_tweets[6:], key=lambda t: len(t.split()))
@@ -150,6 +150,16 @@ def test_mix_refuses_a_mixture_above_the_contamination_threshold(seeded):
     assert proc.returncode == 2
     assert f"contamination above 0.00% for {seeded['a']}/sentiment_analysis" in proc.stderr
     assert not (out / "data").exists() and (out / "contamination.json").is_file()  # nothing to publish
+
+
+def test_drop_contaminated_leaves_out_the_overlapping_rows_and_passes(seeded, tmp_path):
+    res = mix(MixConfig(inputs=[str(seeded["a"]), str(seeded["b"])], size=100000, out=tmp_path / "clean",
+                        max_contamination=0.0, drop_contaminated=True), log=lambda *_: None)
+    near = [r for r in rows(seeded["b"]) if seeded["near"] in r["inputs"]]
+    assert res.recipe["excluded"]["contaminated"] == len(near) > 0
+    assert not any(seeded["near"] in r["inputs"] for r in rows(tmp_path / "clean"))
+    assert res.contamination["passed"] and res.contamination["mixture_rows_overlapping"] == 0
+    assert res.contamination["dropped"]["mixture_rows_overlapping"] == len(near)  # what the first scan found
 
 
 def test_the_written_rows_are_checked_again_independently_of_the_selection(seeded):

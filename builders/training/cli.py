@@ -80,7 +80,8 @@ def cmd_mix(args) -> int:
     res = mix(MixConfig(inputs=args.inputs, size=args.size, out=Path(args.out), seed=args.seed,
                         validation_size=args.validation_size, cap_per_task=args.cap_per_task,
                         translated_fraction=args.translated_fraction, benchmarks=args.benchmark or [],
-                        max_contamination=args.max_contamination, workers=args.workers, executor=args.executor))
+                        max_contamination=args.max_contamination, drop_contaminated=args.drop_contaminated,
+                        workers=args.workers, executor=args.executor))
     r = res.recipe
     print(f"\n{'task':34} {'train':>8} {'valid':>7}")
     for task, n in r["by_task"].items():
@@ -111,6 +112,9 @@ def add_cli(subparsers) -> None:
     x.add_argument("--max-contamination", type=float, default=0.01,
                    help="refuse when more than this fraction of any held-out group's texts share a 13-gram with "
                         "the mixture (default: 0.01)")
+    x.add_argument("--drop-contaminated", action="store_true",
+                   help="leave out the mixture rows that share a 13-gram with held-out text (decontaminate), then "
+                        "check again")
     x.add_argument("--workers", type=int, default=1)
     x.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
     x.set_defaults(func=cmd_mix)

@@ -2,9 +2,10 @@
 13-grams of normalised words (builders.textnorm: diacritics, letter variants, punctuation, case).
 
 Held-out documents come in groups (every test config of every input; every benchmark: eval_only catalog entries
-and --benchmark folders). A document is one source text (its ``source_id``) with one of its prompts, inputs and
-targets: all prompts of a text share its content. An n-gram that many documents of a group share is template
-boilerplate, not content, and is ignored: one found in more than min(max_df, half the group) documents.
+and --benchmark folders). A document is one source text (its ``source_id``): the inputs and targets of all its
+prompts. An n-gram that many documents of a group share is template boilerplate, not content (each template's
+text is in every document of its task), and is ignored: one found in more than min(max_df, half the group)
+documents.
 
 A held-out document is *contaminated* when one of its 13-grams occurs in a mixture row. The report gives, per
 group, documents checked and contaminated and the fraction, and the mixture rows that overlap; ``mix`` fails
@@ -23,6 +24,7 @@ import xxhash
 from builders.textnorm import normalize
 
 N = 13
+SHORT = 4  # the window that marks template words
 MAX_DF = 10
 _P = np.uint64(0x100000001B3)  # FNV prime: the polynomial base of the rolling hash
 
@@ -34,8 +36,8 @@ def _finish(z: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(33))
 
 
-def ngrams(texts: list[str], n: int = N) -> tuple[np.ndarray, np.ndarray]:
-    """(hash of every word n-gram, index of its text) for ``texts`` (normalised, split on whitespace)."""
+def tokens(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(a 64-bit hash of every word, the index of its text): ``texts`` normalised and split on whitespace."""
     words = pc.utf8_split_whitespace(normalize(pa.array(texts, pa.string())).fill_null(""))
     lengths = pc.list_value_length(words).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(words)
@@ -45,46 +47,86 @@ def ngrams(texts: list[str], n: int = N) -> tuple[np.ndarray, np.ndarray]:
         pc.dictionary_encode(flat)
     vocab = np.fromiter((xxhash.xxh3_64_intdigest(w.encode()) for w in encoded.dictionary.to_pylist()),
                         dtype=np.uint64, count=len(encoded.dictionary))
-    tokens = vocab[encoded.indices.to_numpy(zero_copy_only=False)]
-    doc = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
-    starts = len(tokens) - n + 1
+    return vocab[encoded.indices.to_numpy(zero_copy_only=False)], np.repeat(np.arange(len(texts)), lengths)
+
+
+def windows(toks: np.ndarray, doc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hash, text index, start position) of every n-word window that stays inside one text."""
+    starts = len(toks) - n + 1
     if starts <= 0:
-        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     with np.errstate(over="ignore"):
         h = np.zeros(starts, dtype=np.uint64)
         for k in range(n):
-            h = h * _P + tokens[k:k + starts]
-    inside = doc[:starts] == doc[n - 1:n - 1 + starts]  # the n-gram does not cross into the next text
-    return _finish(h[inside]), doc[:starts][inside]
+            h = h * _P + toks[k:k + starts]
+    inside = np.flatnonzero(doc[:starts] == doc[n - 1:n - 1 + starts])
+    return _finish(h[inside]), doc[inside], inside
+
+
+def ngrams(texts: list[str], n: int = N) -> tuple[np.ndarray, np.ndarray]:
+    """(hash of every word n-gram, index of its text) for ``texts``."""
+    h, d, _ = windows(*tokens(texts), n)
+    return h, d
+
+
+def covered(starts: np.ndarray, width: int, n_tokens: int) -> np.ndarray:
+    """Prefix counts of the words covered by windows of ``width`` words at ``starts`` (length n_tokens + 1)."""
+    cover = np.zeros(n_tokens + 1, np.int64)
+    np.add.at(cover, starts, 1)
+    np.add.at(cover, np.minimum(starts + width, n_tokens), -1)
+    return np.concatenate([[0], np.cumsum(np.cumsum(cover)[:n_tokens] > 0)])
 
 
 @dataclass
 class HeldOut:
-    """Held-out documents by group; ``add`` them, then ``freeze`` once before ``scan``."""
+    """Held-out documents by group; ``add`` them, then ``freeze`` once before ``scan``. Every prompt of a
+    held-out source text is read (not one per text), so a template's boilerplate is in every text of the group
+    and its document frequency shows it for what it is."""
 
     max_df: int = MAX_DF
-    docs: dict[str, dict[str, str]] = field(default_factory=dict)  # group -> source_id -> text
+    sids: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> source_id -> document number
+    chunks: dict[str, list] = field(default_factory=dict)  # group -> [(n-gram hashes, document numbers)]
     kinds: dict[str, str] = field(default_factory=dict)  # group -> "test" | "benchmark"
 
     def add(self, group: str, kind: str, source_ids: list[str], texts: list[str]) -> None:
-        mine = self.docs.setdefault(group, {})
+        numbers = self.sids.setdefault(group, {})
         self.kinds[group] = kind
-        for sid, text in zip(source_ids, texts):
-            mine.setdefault(sid, text)  # the first prompt seen of each source text
+        toks, row = tokens(texts)
+        docs = np.array([numbers.setdefault(s, len(numbers)) for s in source_ids], dtype=np.int64)
+        self.chunks.setdefault(group, []).append((windows(toks, row, N), windows(toks, row, SHORT), len(toks), docs))
 
     def freeze(self) -> None:
+        """Per group, the document frequency (distinct source texts) of every n-gram: template boilerplate is in
+        more than the limit. A 13-gram is kept as content when it is not boilerplate and at most half of its
+        words are covered by boilerplate 4-grams (so twelve template words and one word of text do not count;
+        templates shorter than 13 words are caught by their 4-grams)."""
         self._groups = {}
         parts = []
-        for group in sorted(self.docs):
-            sids = list(self.docs[group])
-            hashes, doc = ngrams([self.docs[group][s] for s in sids])
-            pairs = np.unique(np.rec.fromarrays([hashes, doc], names="h,d"))
-            uniq, df = np.unique(pairs["h"], return_counts=True)
+        for group in sorted(self.sids):
+            sids = sorted(self.sids[group], key=self.sids[group].get)
             limit = min(self.max_df, max(1, len(sids) // 2))
-            content = np.isin(pairs["h"], uniq[df <= limit])
-            self._groups[group] = (sids, pairs["h"][content], pairs["d"][content], int((df > limit).sum()))
-            parts.append(pairs["h"][content])
+            frequent = {}
+            for i, n in ((0, N), (1, SHORT)):
+                pairs = np.unique(np.rec.fromarrays([np.concatenate([c[i][0] for c in self.chunks[group]]),
+                                                     np.concatenate([c[3][c[i][1]] for c in self.chunks[group]])],
+                                                    names="h,d"))
+                uniq, df = np.unique(pairs["h"], return_counts=True)
+                frequent[n] = uniq[df > limit]
+            keep_h, keep_d = [], []
+            for (h, row, starts), (h4, _, starts4), n_tokens, docs in self.chunks[group]:
+                cov = covered(starts4[np.isin(h4, frequent[SHORT])], SHORT, n_tokens)
+                ok = ~np.isin(h, frequent[N]) & ((cov[starts + N] - cov[starts]) <= N // 2)
+                keep_h.append(h[ok])
+                keep_d.append(docs[row[ok]])
+            kept = np.unique(np.rec.fromarrays([np.concatenate(keep_h), np.concatenate(keep_d)], names="h,d"))
+            self._groups[group] = (sids, kept["h"], kept["d"], int(len(frequent[N])))
+            parts.append(kept["h"])
+        self.chunks = {}
         self._all = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+        self._hits = np.zeros(0, np.uint64)
+
+    def new_scan(self) -> None:
+        """Forget the n-grams earlier scans found (before scanning the mixture again)."""
         self._hits = np.zeros(0, np.uint64)
 
     def scan(self, ids: list[str], texts: list[str]) -> list[str]:
@@ -106,7 +148,8 @@ class HeldOut:
         failed = sorted(g for g, r in groups.items() if r["fraction"] > threshold)
         return {"n": N, "max_df": self.max_df, "threshold": threshold, "passed": not failed, "failed": failed,
                 "mixture_rows": mixture_rows, "mixture_rows_overlapping": len(overlapping_ids),
-                "mixture_examples": overlapping_ids[:10], "groups": groups}
+                "mixture_examples": overlapping_ids[:10], "mixture_overlapping_ids": overlapping_ids,
+                "groups": groups}
 
 
 def summary(report: dict) -> str:

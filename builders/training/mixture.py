@@ -62,6 +62,7 @@ class MixConfig:
     translated_fraction: float | None = None
     benchmarks: list[str] = field(default_factory=list)
     max_contamination: float = 0.01  # of any held-out group's documents
+    drop_contaminated: bool = False  # leave out the mixture rows that share a 13-gram with held-out text
     max_df: int = MAX_DF
     workers: int = 1
     executor: str = "local"
@@ -340,12 +341,29 @@ def check_written(staging: Path, held: Held, eval_only: set[str]) -> dict:
 
 
 def scan_contamination(staging: Path, held: Held, threshold: float) -> dict:
+    held.index.new_scan()
     overlapping, rows = [], 0
     for f in sorted(staging.rglob("*.parquet")):
         t = pq.read_table(f, columns=["id", "inputs", "targets"])
         rows += len(t)
         overlapping += held.index.scan(t["id"].to_pylist(), _texts(t))
     return held.index.report(threshold, rows, overlapping)
+
+
+def drop_rows(staging: Path, ids: set[str]) -> int:
+    """Remove the rows with these ids from the staged shards (the --drop-contaminated decontamination)."""
+    dropped = 0
+    for f in sorted(staging.rglob("*.parquet")):
+        table = pq.read_table(f)
+        keep = pa.array([i not in ids for i in table["id"].to_pylist()])
+        if not pa.compute.all(keep).as_py():
+            dropped += len(table) - pa.compute.sum(keep.cast(pa.int64())).as_py()
+            kept = table.filter(keep)
+            if len(kept):
+                pq.write_table(kept, f)
+            else:
+                f.unlink()
+    return dropped
 
 
 def _counts(staging: Path) -> dict:
@@ -399,6 +417,12 @@ def mix(cfg: MixConfig, log=print) -> MixResult:
     if bad:
         raise BuildError(f"{cfg.out}: the selected rows fail the leak checks {bad} (a bug: please report it)")
     report = scan_contamination(staging, held, cfg.max_contamination)
+    dropped = 0
+    if cfg.drop_contaminated and report["mixture_rows_overlapping"]:
+        log(summary(report))
+        dropped = drop_rows(staging, set(report["mixture_overlapping_ids"]))
+        log(f"left out the {dropped} mixture rows that share a 13-gram with held-out text; checking again")
+        report = {**scan_contamination(staging, held, cfg.max_contamination), "dropped": report}
     (cfg.out / REPORT_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
     log(summary(report))
     if not report["passed"]:
@@ -412,7 +436,8 @@ def mix(cfg: MixConfig, log=print) -> MixResult:
         "validation_size_requested": cfg.validation_size, "validation_size": counts["by_split"].get("validation", 0),
         "cap_per_task": cfg.cap_per_task, "translated_fraction": cfg.translated_fraction,
         "inputs": [_describe(i) for i in inputs], "benchmarks": [_describe(b) for b in benchmarks],
-        "eval_only_datasets": sorted(eval_only), "excluded": {r: cand.excluded.get(r, 0) for r in REASONS},
+        "eval_only_datasets": sorted(eval_only),
+        "excluded": {**{r: cand.excluded.get(r, 0) for r in REASONS}, "contaminated": dropped},
         **figures, **counts, "checks": checks,
         "contamination": {k: report[k] for k in ("n", "max_df", "threshold", "passed", "mixture_rows_overlapping")}
         | {"max_fraction": max((g["fraction"] for g in report["groups"].values()), default=0.0)},
