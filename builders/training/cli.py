@@ -25,9 +25,9 @@ def launch_command(recipe: str, overrides: list[str], accelerate_config: str | N
 
 def cmd_train(args) -> int:
     if not SFT_SCRIPT.is_file():
-        raise FileNotFoundError(f"{SFT_SCRIPT} not found: `arabic-prompts train` runs from a checkout of the repository")
+        raise ValueError(f"{SFT_SCRIPT} not found: `arabic-prompts train` runs from a checkout of the repository")
     if not Path(args.recipe).is_file():
-        raise FileNotFoundError(f"recipe {args.recipe} not found")
+        raise ValueError(f"recipe {args.recipe} not found")
     overrides = [a for a in args.overrides if a != "--"]
     cmd = launch_command(args.recipe, overrides, args.accelerate_config, args.num_processes)
     if args.dry_run:  # check the recipe here (TRL's parser, the launched script's checks) and stop

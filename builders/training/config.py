@@ -55,7 +55,7 @@ def parse_recipe(recipe: str | Path | None, overrides: list[str] | None = None):
     args = list(overrides or [])
     if recipe is not None:
         if not Path(recipe).is_file():
-            raise FileNotFoundError(f"recipe {recipe} not found")
+            raise ValueError(f"recipe {recipe} not found")
         args = ["--config", str(recipe), *args]
     data_args, training_args, model_args = parser().parse_args_and_config(args)
     return finalize(data_args, training_args, model_args)
