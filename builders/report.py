@@ -60,7 +60,7 @@ def build_report(out: Path, work: Path, entries: list[CatalogEntry], checks: dic
         "source_rows": {name: meta["rows"] for name, meta in sorted(sources.items())},
         "splitting": {
             "rule": "one split per normalised source text across the build (test, then validation, then train); "
-                    "rows that share a text are linked, transitively",
+                    "rows that share a text or a run of 10 words are linked, transitively",
             **json.loads((work / "splits.json").read_text()),
             "duplicate_source_rows": sum(m["duplicate_rows"] for m in sources.values()),
             "conflicting_label_texts": sum(m["conflicting_label_texts"] for m in sources.values()),

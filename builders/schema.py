@@ -70,8 +70,8 @@ def schema_for(kind: str) -> pa.Schema:
 # ------------------------------------------------------------------------------- build work files
 
 # A source row after ingest (``_build/sources/<dataset>.parquet``): its template variables as JSON, its
-# normalised-text key (``source_id``), the hashes of each normalised key text (``parts``: rows that share a
-# text, in any dataset, are linked), the split its source gave it (``own_split``) and the split the whole
+# normalised-text key (``source_id``), the hashes of each normalised key text (``parts``) and its winnowing
+# fingerprints (``shingles``): rows that share a text or a run of 10 words, in any dataset, are linked; the split its source gave it (``own_split``) and the split the whole
 # build assigned to it (``split``). ``row_hash`` identifies the row's content (its key and the other
 # variables), ``label_hash`` its label variables: two rows with one source_id and different label_hash are
 # conflicting-label duplicates.
@@ -83,6 +83,7 @@ SOURCE_SCHEMA = pa.schema(
         ("split", pa.string()),
         ("source_id", pa.string()),
         ("parts", pa.list_(pa.uint64())),
+        ("shingles", pa.list_(pa.uint64())),
         ("row_hash", pa.uint64()),
         ("label_hash", pa.uint64()),
         ("record", pa.string()),

@@ -5,10 +5,11 @@ for that text everywhere in a build.
   ``split_key``, else every non-label text variable), each normalised (``builders.textnorm``); the parts are
   sorted, so the key depends neither on variable names nor on entry, task or label. ``source_id`` is a hash of
   the key.
-- Rows that share any key text are **linked** (a sentence pair shares its first sentence with a claim of
+- Rows that share any key text, or a run of 10 words of one (``fingerprints``: a news sentence of one dataset
+  inside a document of another), are **linked** (a sentence pair shares its first sentence with a claim of
   another task; one tweet sits in two datasets; one passage serves several questions), transitively: a linked
-  group of rows is a *component*. A text shared by more than ``MAX_LINK_ROWS`` rows is a category (a poetry
-  meter, a tag sequence), not a source text, and links nothing.
+  group of rows is a *component*. A text or fingerprint shared by more than ``MAX_LINK_ROWS`` rows is a
+  category (a poetry meter, a tag sequence, a stock phrase), not a source text, and links nothing.
 - A row's **own split** comes from its source (a source split mapped to test stays test). A train row of a
   source that has no validation or test split is **carved** into one by a hash of its component, with the
   entry's ``split_fractions``, so linked rows carve alike.
@@ -46,17 +47,62 @@ def part_hash(normalised: str) -> int:
     return xxhash.xxh3_64_intdigest(normalised.encode())
 
 
-def keys_of(parts: list[list[str]]) -> list[tuple[str, list[int]]]:
+def keys_of(parts: list[list[str]]) -> list[tuple[str, list[int], list[int]]]:
     """Split keys of many rows at once (one vectorised normalisation): for each row, its key (normalised
-    non-empty parts, sorted and joined; '' when all are empty) and the hashes of those parts."""
+    non-empty parts, sorted and joined; '' when all are empty), the hashes of those parts, and the winnowing
+    fingerprints of its texts."""
     flat = [p for row in parts for p in row]
     normed = normalize(flat).to_pylist() if flat else []
+    prints = fingerprints([p or "" for p in normed])
     out, i = [], 0
     for row in parts:
         mine = sorted({p for p in normed[i:i + len(row)] if p})
+        shingles = np.unique(np.concatenate([np.zeros(0, np.uint64), *prints[i:i + len(row)]]))
         i += len(row)
-        out.append((KEY_SEPARATOR.join(mine), [part_hash(p) for p in mine]))
+        out.append((KEY_SEPARATOR.join(mine), [part_hash(p) for p in mine], shingles.tolist()))
     return out
+
+
+SHINGLE_WORDS, WINDOW = 5, 6  # winnowing: any run of >= SHINGLE_WORDS + WINDOW - 1 = 10 shared words is found
+_MULT = np.array([0x100000001B3 ** (SHINGLE_WORDS - 1 - j) % 2**64 for j in range(SHINGLE_WORDS)], dtype=np.uint64)
+
+
+def fingerprints(texts: list[str]) -> list[np.ndarray]:
+    """Winnowing fingerprints (Schleimer et al., 2003) of normalised texts: hashes of 5-word shingles, the
+    smallest in every window of 6 consecutive shingles (of a text with fewer shingles, its smallest). Two texts
+    that share a run of 10 or more words share a fingerprint, so a sentence of one dataset inside a document of
+    another is found. A text of fewer than 5 words has none (its exact text still links it)."""
+    words = [t.split(" ") if t else [] for t in texts]
+    lengths = np.array([len(w) for w in words], dtype=np.int64)
+    vocab: dict[str, int] = {}
+    flat = np.fromiter((vocab[x] if x in vocab else vocab.setdefault(x, part_hash(x)) for ws in words for x in ws),
+                       dtype=np.uint64, count=int(lengths.sum()))
+    owner = np.repeat(np.arange(len(texts)), lengths)
+    out = [np.zeros(0, np.uint64)] * len(texts)
+    k = SHINGLE_WORDS
+    if len(flat) < k:
+        return out
+    with np.errstate(over="ignore"):
+        grams = sum(flat[j:len(flat) - k + 1 + j] * _MULT[j] for j in range(k))  # wraps mod 2**64
+    valid = owner[:len(grams)] == owner[k - 1:]
+    grams, gram_owner = grams[valid], owner[:len(valid)][valid]
+    if not len(grams):
+        return out
+    picked = [np.zeros(0, np.int64)]
+    if len(grams) >= WINDOW:
+        windows = np.lib.stride_tricks.sliding_window_view(grams, WINDOW)
+        whole = gram_owner[:len(windows)] == gram_owner[WINDOW - 1:]
+        starts = np.flatnonzero(whole)
+        picked.append(starts + windows[starts].argmin(axis=1))
+    # texts with fewer shingles than a window: their smallest shingle
+    counts = np.bincount(gram_owner, minlength=len(texts))
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    for t in np.flatnonzero((counts > 0) & (counts < WINDOW)):
+        picked.append(np.array([first[t] + int(grams[first[t]:first[t] + counts[t]].argmin())]))
+    chosen = np.unique(np.concatenate(picked))
+    pairs = np.unique(np.rec.fromarrays([gram_owner[chosen], grams[chosen]], names="t,h"))
+    bounds = np.searchsorted(pairs["t"], np.arange(len(texts) + 1))
+    return [pairs["h"][bounds[i]:bounds[i + 1]].astype(np.uint64) for i in range(len(texts))]
 
 
 def source_id(key: str) -> str:
@@ -93,11 +139,11 @@ MAX_LINK_ROWS = 100  # a text shared by more rows than this is a category (a met
 
 def components(keys: np.ndarray, parts: list[np.ndarray], max_link_rows: int = MAX_LINK_ROWS
                ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Connected components of rows linked by shared key texts.
+    """Connected components of rows linked by shared key texts or fingerprints.
 
     ``keys[r]`` is row r's key as an integer (rows with one key are always together), ``parts[r]`` the hashes
-    of its key texts. A text shared by more than ``max_link_rows`` rows links nothing: it is a category, not a
-    source text (rows that are that text alone still share their key). Returns (component of each row as a
+    of its key texts and their fingerprints. A hash shared by more than ``max_link_rows`` rows links nothing: it
+    is a category or a stock phrase, not a source text (rows that are that text alone still share their key). Returns (component of each row as a
     dense label, each component's key: its smallest node hash, stable for a given set of texts, figures).
     Label propagation with pointer jumping on the graph of keys and texts, one edge per (row key, text)."""
     n = len(keys)
@@ -124,7 +170,7 @@ def components(keys: np.ndarray, parts: list[np.ndarray], max_link_rows: int = M
             label = nxt
     dense, comp = np.unique(label[row_node], return_inverse=True)
     frequent = counts > max_link_rows
-    figures = {"texts": int(len(distinct)), "category_texts_not_linking": int(frequent.sum()),
+    figures = {"linking_hashes": int(len(distinct)), "category_texts_not_linking": int(frequent.sum()),
                "max_link_rows": max_link_rows}
     return comp, nodes[dense], figures
 

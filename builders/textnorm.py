@@ -1,6 +1,6 @@
 """Text normalisation for split keys and leakage checks: two texts that differ only in spacing, tatweel,
-diacritics, punctuation, letter case, alef/yaa/taa-marbuta spelling or digit script normalise to the same
-string. Vectorised with pyarrow.compute (one call per batch, not per row); ``normalize_text`` is the same
+diacritics, punctuation, invisible format marks (RLM, ZWNJ, BOM), letter case, alef/yaa/taa-marbuta spelling
+or digit script normalise to the same string. Vectorised with pyarrow.compute (one call per batch, not per row); ``normalize_text`` is the same
 for one string."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def normalize(values: pa.Array | pa.ChunkedArray | list[str | None]) -> pa.Array
         arr = pc.replace_substring_regex(arr, pattern, repl)
     if pc.any(pc.match_substring_regex(arr, _DIGIT_RX)).as_py():
         arr = pa.array([None if s is None else s.translate(_DIGITS) for s in arr.to_pylist()], pa.string())
+    arr = pc.replace_substring_regex(arr, r"\p{Cf}", "")
     arr = pc.replace_substring_regex(arr, r"[\p{P}\p{S}]", " ")
     return pc.binary_join(pc.utf8_split_whitespace(pc.utf8_trim_whitespace(arr)), " ")
 

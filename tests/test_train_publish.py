@@ -4,49 +4,41 @@ like the real Hub); everything before those calls -- checks, card, staging, tag 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import ModelCard
 
 from builders.training.card import CardError
-from builders.training.publish import AdapterError, git_blob_sha1, push_adapter
+from builders.training.publish import AdapterError, push_adapter
+from fake_hub import FakeHub
 from test_eval_compare import items, write_run
-from test_hub import FakeHub
 
 BASE = "Qwen/Qwen2-0.5B"  # the Hub model the tiny random base stands in for (the Hub is mocked anyway)
 MIXTURE = "arabic-prompts/arabic-prompts-mixture-tiny"  # the Hub id its (local) training mixture would have
 
 
 class FakeModelHub(FakeHub):
-    """FakeHub (tests/test_hub.py) for model repos, keeping every commit's files so tags can be compared."""
+    """tests/fake_hub.py's FakeHub, also keeping each commit's file contents so a test can read what was sent."""
 
     def __post_init__(self):
         super().__post_init__()
-        self.snapshots: dict[str, dict[str, bytes]] = {}
-        self.uploads = 0
+        self.contents: dict[str, dict[str, bytes]] = {}
 
-    def upload_folder(self, repo_id, repo_type, folder_path, commit_message, **kwargs):
-        assert repo_type == "model" and not kwargs.get("delete_patterns")  # never deletes what it did not write
-        self.uploads += 1
+    @property
+    def uploads(self) -> int:
+        return sum(c[0] == "upload_folder" for c in self.calls)
+
+    def upload_folder(self, repo_id, repo_type, folder_path, ignore_patterns, delete_patterns, commit_message, **kw):
+        assert repo_type == "model" and not delete_patterns  # never deletes what it did not write
+        info = super().upload_folder(repo_id, repo_type, folder_path, ignore_patterns, delete_patterns,
+                                     commit_message, **kw)
         root = Path(folder_path)
-        current = self.snapshots[self.commits[-1]] if self.commits else {}
-        new = {**current, **{str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}}
-        if new != current or not self.commits:
-            commit = hashlib.sha1(json.dumps(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in new.items()))
-                                  .encode()).hexdigest()
-            self.commits.append(commit)
-            self.snapshots[commit] = new
-        return SimpleNamespace(oid=self.commits[-1])
-
-    def list_repo_tree(self, repo_id, revision=None, recursive=False, repo_type=None):
-        for path, data in self.snapshots[self.tags.get(revision, revision)].items():
-            lfs = SimpleNamespace(sha256=hashlib.sha256(data).hexdigest()) if path.endswith(".safetensors") else None
-            yield SimpleNamespace(path=path, blob_id=git_blob_sha1(data), lfs=lfs)
+        self.contents.setdefault(info.oid, {str(p.relative_to(root)): p.read_bytes()
+                                            for p in root.rglob("*") if p.is_file()})
+        return info
 
 
 @pytest.fixture
@@ -60,7 +52,7 @@ def test_push_adapter_uploads_the_adapter_with_a_valid_card_and_is_idempotent(ru
     fake = FakeModelHub()
     res = push_adapter(run_dir, "org/tiny-lora", base_model=BASE, datasets=[MIXTURE], api=fake)
     assert res.created_commit and res.tag is None
-    files = fake.snapshots[res.commit]
+    files = fake.contents[res.commit]
     assert set(files) == {"README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json",
                           "tokenizer_config.json", "chat_template.jinja", "generation_config.json",
                           "training_run.json"}  # no checkpoints, optimizer states or pickles (training_args.bin)
@@ -114,7 +106,7 @@ def test_runs_that_must_not_be_published_are_refused_with_nothing_sent(run_dir, 
     (run_dir / "adapter_model.safetensors").unlink()
     with pytest.raises(AdapterError, match="missing adapter_model.safetensors"):
         push_adapter(run_dir, "org/x", base_model=BASE, datasets=[MIXTURE], api=fake)
-    assert fake.calls == [] and fake.uploads == 0
+    assert fake.calls == []  # nothing was sent
 
 
 def test_the_card_carries_the_results_that_evaluate_compare_wrote(run_dir, tmp_path):
@@ -128,7 +120,7 @@ def test_the_card_carries_the_results_that_evaluate_compare_wrote(run_dir, tmp_p
                     "--n-perm", "200", "--into-model-card", str(run_dir), "--card-model", "lora"]) == 0
     fake = FakeModelHub()
     res = push_adapter(run_dir, "org/tiny-lora", base_model=BASE, datasets=[MIXTURE], api=fake)
-    card = ModelCard(fake.snapshots[res.commit]["README.md"].decode())
+    card = ModelCard(fake.contents[res.commit]["README.md"].decode())
     got = {r.dataset_config: r.metric_value for r in card.data.eval_results}
     assert got == {"sentiment_analysis": 0.85, "default": 0.85}  # per task and the macro average
     assert "| sentiment_analysis | 0.8500 |" in card.text

@@ -35,6 +35,12 @@ def assigned_meta(work: Path, name: str) -> dict:
     return json.loads((work / "sources" / f"{name}.assigned.json").read_text(encoding="utf-8"))
 
 
+def _lists(column: pa.ChunkedArray) -> list[np.ndarray]:
+    flat = column.combine_chunks()
+    offsets, values = flat.offsets.to_numpy(), flat.values.to_numpy()
+    return [values[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
 class AssignSplits(PipelineStep):
     name = "assign splits"
     type = "🔀 - SPLITS"
@@ -46,23 +52,22 @@ class AssignSplits(PipelineStep):
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         work = Path(self.work)
         columns = {}
-        parts, own, fractions, missing = [], [], [], []
+        parts, shingles, own, fractions, missing = [], [], [], [], []
         for e in self.entries:
             meta = json.loads((work / "sources" / f"{e.name}.json").read_text(encoding="utf-8"))
             cols = pq.read_table(work / "sources" / f"{e.name}.parquet",
-                                 columns=["source_id", "own_split", "parts", "row_hash", "label_hash"])
+                                 columns=["source_id", "own_split", "parts", "shingles", "row_hash", "label_hash"])
             columns[e.name] = cols
-            flat = cols["parts"].combine_chunks()
-            offsets = flat.offsets.to_numpy()
-            values = flat.values.to_numpy()
-            parts += [values[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+            parts += _lists(cols["parts"])
+            shingles += _lists(cols["shingles"])
             own += cols["own_split"].to_pylist()
             gaps = missing_splits(meta["own_rows"])
             fractions += [e.split_fractions] * cols.num_rows
             missing += [gaps] * cols.num_rows
         keys = np.array([int(i, 16) for e in self.entries for i in columns[e.name]["source_id"].to_pylist()],
                         dtype=np.uint64)
-        splits, tentative, comp, linked = assign(keys, parts, own, fractions, missing)
+        splits, tentative, comp, linked = assign(keys, [np.concatenate([p, q]) for p, q in zip(parts, shingles)],
+                                                 own, fractions, missing)
         sizes = np.bincount(comp) if len(comp) else np.zeros(0, np.int64)
         figures = {"rows": len(comp), "components": int(len(sizes)),
                    "largest_component_rows": int(sizes.max()) if len(sizes) else 0, **linked}

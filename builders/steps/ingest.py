@@ -101,7 +101,7 @@ class IngestSource(PipelineStep):
         def flush(writer: pq.ParquetWriter) -> None:
             keys = keys_of([[key_text(row.get(v)) for v in entry.split_key_vars(row)] for *_, row in pending])
             batch = []
-            for (source_split, i, split, row), (key, parts) in zip(pending, keys):
+            for (source_split, i, split, row), (key, parts, shingles) in zip(pending, keys):
                 record = to_json(row)
                 if not key:
                     reject(source_split, i, "empty split key", record)
@@ -111,7 +111,7 @@ class IngestSource(PipelineStep):
                 others = {v: row[v] for v in row if v not in key_vars}
                 batch.append({
                     "source_split": source_split, "source_row": i, "own_split": split, "split": split,
-                    "source_id": source_id(key), "parts": parts, "row_hash": _hash64(key + "\x1e" + to_json(others)),
+                    "source_id": source_id(key), "parts": parts, "shingles": shingles, "row_hash": _hash64(key + "\x1e" + to_json(others)),
                     "label_hash": _hash64(to_json({v: row.get(v) for v in sorted(entry.labels)})),
                     "record": record,
                 })

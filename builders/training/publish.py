@@ -9,7 +9,6 @@ checkpoints, optimizer states and pickles (training_args.bin) never do.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -18,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from builders.hub import same_content
 from builders.training.card import render_card
 
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json")
@@ -68,29 +68,6 @@ def stage(run_dir: Path, files: list[str], card: str, base_model: str, out: Path
     return out
 
 
-def git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def same_as_revision(api, repo_id: str, revision: str, folder: Path) -> bool:
-    """Whether the repo at ``revision`` holds exactly these files with this content (git blob ids, or the
-    sha256 of LFS files), so a tag can be confirmed without uploading anything."""
-    remote = {}
-    for item in api.list_repo_tree(repo_id, revision=revision, recursive=True, repo_type="model"):
-        if getattr(item, "blob_id", None) is None:  # a folder
-            continue
-        lfs = getattr(item, "lfs", None)
-        remote[item.path] = ("sha256", lfs.sha256) if lfs else ("sha1", item.blob_id)
-    remote.pop(".gitattributes", None)
-    local = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        rel = str(path.relative_to(folder))
-        kind = remote.get(rel, ("sha1", None))[0]
-        local[rel] = (kind, hashlib.sha256(data).hexdigest() if kind == "sha256" else git_blob_sha1(data))
-    return local == remote
-
-
 def push_adapter(run_dir: str | Path, repo_id: str, version: str | None = None, base_model: str | None = None,
                  datasets: list[str] | None = None, endpoint: str | None = None, token: str | None = None,
                  private: bool = False, api=None) -> PushResult:
@@ -110,12 +87,13 @@ def push_adapter(run_dir: str | Path, repo_id: str, version: str | None = None, 
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         tags = {t.name: t.target_commit for t in api.list_repo_refs(repo_id, repo_type="model").tags}
         if tag in tags:  # decided before any upload: a refused push leaves the repo as it was
-            if not same_as_revision(api, repo_id, tag, folder):
+            if not same_content(api, repo_id, tags[tag], folder, repo_type="model"):
                 raise ValueError(f"{repo_id}: tag {tag} already points at other content ({tags[tag][:8]}); "
                                  "bump --version")
             return PushResult(repo_id, tags[tag], False, tag, False, sorted(p.name for p in folder.iterdir()))
         before = _head(api, repo_id)
-        info = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
+        info = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder), ignore_patterns=[],
+                                 delete_patterns=[],  # never delete what we did not write
                                  commit_message=f"arabic-prompts adapter{' ' + version if version else ''}")
         commit = getattr(info, "oid", None) or _head(api, repo_id)
         created_tag = False
