@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from builders.training.config import parse_recipe
-from conftest import REPO, run_cli
+from conftest import REPO
 
 RECIPES = REPO / "training" / "recipes"
 ACCELERATE = REPO / "training" / "accelerate"
@@ -55,11 +55,14 @@ def test_accelerate_configs_load_with_accelerates_own_loader(name, kind, process
         assert cfg.mixed_precision == "bf16"
 
 
-def test_train_command_checks_the_recipe_and_prints_the_accelerate_launch(tmp_path):
-    proc = run_cli("train", "--dry-run", "--accelerate-config", str(ACCELERATE / "multi_gpu.yaml"),
-                   "--num-processes", "4", str(RECIPES / "tiny-cpu.yaml"), "--max_steps", "3")
-    assert "recipe OK" in proc.stdout
+def test_train_command_checks_the_recipe_and_prints_the_accelerate_launch(tmp_path, capsys):
+    from builders.cli import main  # in-process (the real launch is tested in test_train_run.py)
+
+    assert main(["train", "--dry-run", "--accelerate-config", str(ACCELERATE / "multi_gpu.yaml"),
+                 "--num-processes", "4", str(RECIPES / "tiny-cpu.yaml"), "--max_steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "recipe OK" in out
     assert (f"-m accelerate.commands.launch --config_file {ACCELERATE / 'multi_gpu.yaml'} --num_processes 4 "
-            f"{REPO / 'training' / 'sft.py'} {RECIPES / 'tiny-cpu.yaml'} --max_steps 3") in proc.stdout
-    missing = run_cli("train", str(tmp_path / "nope.yaml"), check=False)
-    assert missing.returncode == 2 and "nope.yaml not found" in missing.stderr
+            f"{REPO / 'training' / 'sft.py'} {RECIPES / 'tiny-cpu.yaml'} --max_steps 3") in out
+    assert main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml not found" in capsys.readouterr().err
