@@ -161,6 +161,17 @@ def test_drop_contaminated_leaves_out_the_overlapping_rows_and_passes(seeded, tm
     assert res.contamination["dropped"]["mixture_rows_overlapping"] == len(near)  # what the first scan found
 
 
+def test_a_benchmark_folder_is_held_out_and_checked_against(seeded, tmp_path):
+    """Build A given as a --benchmark (not an input): its test texts are kept out of a mixture of build B alone."""
+    res = mix(MixConfig(inputs=[str(seeded["b"])], benchmarks=[str(seeded["a"])], size=1000, out=tmp_path / "m",
+                        max_contamination=1.0), log=lambda *_: None)
+    assert res.recipe["excluded"]["test_source_id"] == sum(
+        r["source_id"] in held_ids(seeded["a"]) for r in rows(seeded["b"]) if r["split"] != "test") > 0
+    assert not {r["source_id"] for r in rows(tmp_path / "m")} & held_ids(seeded["a"])
+    group = res.contamination["groups"][f"benchmark {seeded['a']}/sentiment_analysis"]
+    assert group["kind"] == "benchmark" and group["contaminated"] == 1  # the near-copy, again
+
+
 def test_the_written_rows_are_checked_again_independently_of_the_selection(seeded):
     """The check after writing does not trust the selection: shown on shards that do hold test rows."""
     inp = resolve_input(str(seeded["a"]))

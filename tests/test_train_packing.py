@@ -48,3 +48,8 @@ def test_a_packed_batch_gives_each_example_the_logits_and_loss_it_gets_alone(tin
     torch.testing.assert_close(crossed[: segments[0][1]], packed[: segments[0][1]], atol=1e-5, rtol=1e-4)
     for a, b in segments[1:]:
         assert (crossed[a:b] - packed[a:b]).abs().max() > 1e-3
+    # The README's warning: with a cache (use_cache defaults to True outside training), transformers 5 does not
+    # build the packed mask from the position ids, and examples attend across their boundaries.
+    with torch.no_grad():
+        cached = model(input_ids=ids, position_ids=pos, use_cache=True).logits[0]
+    assert max((cached[a:b] - packed[a:b]).abs().max() for a, b in segments[1:]) > 1e-3
