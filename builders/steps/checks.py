@@ -39,6 +39,8 @@ class PromptFilter(BaseFilter):
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         meta = doc.metadata
+        if meta.get("excluded"):  # set by the render step (a derived template's test prompt)
+            return False, meta["excluded"]
         if meta.get("render_error"):
             return False, "render error"
         if not doc.text.strip():

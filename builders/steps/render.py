@@ -18,6 +18,8 @@ from builders.templates import TemplateError, apply_like_promptsource
 
 LEFTOVER_JINJA = re.compile(r"\{\{|\}\}|\{%|%\}")
 RENDERED_NONE = re.compile(r"(?<![\w])None(?![\w])")
+# a derived template (original_task: false) that names no derived_task is not the entry's evaluated task
+DERIVED_TEST = "derived template without derived_task, kept out of the test config"
 
 
 def row_id(dataset: str, source_split: str, source_row: int, template_id: str) -> str:
@@ -87,6 +89,8 @@ class RenderPrompts(PipelineStep):
                      if rx.search(meta["record"])}
             self.stat_update("prompts", value=len(entry.templates))
             for tpl in entry.templates:
+                route = entry.template_task(tpl)  # derived templates go to their own task (catalog.template_task)
+                task, family = route or (entry.task, entry.task_family)
                 try:
                     if self.compile_per_row:
                         inputs, targets, choices = apply_like_promptsource(tpl, row)
@@ -104,8 +108,8 @@ class RenderPrompts(PipelineStep):
                         "source_id": meta["source_id"],
                         "targets": targets,
                         "dataset_name": entry.name,
-                        "task": entry.task,
-                        "task_family": entry.task_family,
+                        "task": task,
+                        "task_family": family,
                         "template_id": tpl.id,
                         "template_name": tpl.name,
                         "answer_choices": choices,
@@ -115,6 +119,7 @@ class RenderPrompts(PipelineStep):
                         "source_split": meta["source_split"],
                         "source_row": meta["source_row"],
                         **({"render_error": reason} if reason else {}),
+                        **({"excluded": DERIVED_TEST} if route is None and meta["split"] == "test" else {}),
                         **flags,
                     },
                 )
