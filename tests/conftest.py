@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["space_fixtures", "translate_fixtures"]
+pytest_plugins = ["space_fixtures", "translate_fixtures", "train_fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CLI = [sys.executable, "-m", "builders.cli"]
-pytest_plugins = ["train_fixtures"]
 
 # datatrove's forkserver workers and `datasets` must not reach for the network in tests
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
