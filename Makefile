@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/arabic-prompts demo --out out/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=30 tests
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_build.py --prompts 1000000

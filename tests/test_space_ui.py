@@ -160,6 +160,8 @@ def test_space_queue_runs_at_most_concurrency_generations_at_once(browser, space
             send(p, f"الزائر رقم {i + 1}: ما أجمل مدن الشام؟")
         ids = list(range(before + 1, before + 4))
         wait_for(lambda: last_started(space_app) >= ids[-1], 60, "the third generation to start")
+        # every visitor sees the start of a reply before it is stopped (a stop before the first token leaves none)
+        wait_for(lambda: all(bot_texts(p) and bot_texts(p)[-1] for p in pages), 60, "a token in every reply")
         for p in pages:  # done: stop whatever still runs (a reply may end meanwhile: click without waiting)
             p.evaluate("() => document.querySelector('#message [data-testid=stop-button]')?.click()")
         ends = {i: wait_for(lambda i=i: ended(space_app, i), 30, f"generation {i} to end")["time"] for i in ids}

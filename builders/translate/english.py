@@ -190,7 +190,7 @@ def write_prompted(rows: Iterator[dict], collection: str, out: Path) -> Path:
         raise BuildError(f"{collection}: no rows read")
     keys = keys_of([[r["key_text"]] for r in batch])
     table = []
-    for r, key in zip(batch, keys):
+    for r, (key, *_) in zip(batch, keys):
         rid = hashlib.sha256(f"{collection}\x1f{r['dataset_name']}\x1f{r['row']}".encode()).hexdigest()[:24]
         table.append({"id": rid, "source_id": source_id(key), "inputs": r["inputs"], "targets": r["targets"],
                       "dataset_name": r["dataset_name"], "task": r["task"], "task_family": "generation",
