@@ -12,6 +12,10 @@ import pytest
 from builders.training.formatting import IM_END, IM_START, FormatError, check_messages, to_messages
 from train_fixtures import load_sft, parse
 
+# The session's launched run of the tiny recipe (train_fixtures.launched_run, read by test_train_run.py and
+# test_train_publish.py) starts with the first test here and trains in the background on the other core.
+pytestmark = pytest.mark.usefixtures("launched_run")
+
 PROMPTS = [
     {"id": "p1", "inputs": "ما هو شعور كاتب هذه التغريدة؟ الخدمة ممتازة والموظفون لطفاء جدا  ", "targets": " إيجابي"},
     {"id": "p2", "inputs": "صنف المشاعر: سيئة", "targets": "سلبي"},

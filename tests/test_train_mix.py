@@ -18,7 +18,9 @@ from builders.hub import load_built, validate
 from builders.steps import BuildError
 from builders.training.mixture import MixConfig, check_written, held_out, mix, resolve_input
 from builders.training.sampling import allocate
-from conftest import SHARED_DATA, run_cli
+from builders.cli import main as cli_main
+from conftest import SHARED_DATA
+from train_fixtures import cli
 
 TOY_ENTRY = """\
 name: {name}
@@ -77,8 +79,8 @@ def seeded(tmp_path_factory):
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     root = tmp_path_factory.mktemp("mix")
     a = root / "a"
-    run_cli("build", "--datasets", "ajgt_sentiment", "--local", f"ajgt_sentiment={SHARED_DATA / 'ajgt'}",
-            "--out", str(a), "--limit", "300")
+    cli("build", "--datasets", "ajgt_sentiment", "--local", f"ajgt_sentiment={SHARED_DATA / 'ajgt'}",
+        "--out", a, "--limit", "300")
     test_inputs = [r["inputs"] for r in rows(a, "test")]
     with open(SHARED_DATA / "ajgt" / "AJGT.csv", encoding="utf-8") as f:
         tweets = [r["Feed"].strip() for r in csv.DictReader(f)][:300]
@@ -96,9 +98,8 @@ def seeded(tmp_path_factory):
                 train=[f"سؤال معيار للتدريب رقم {i}" for i in range(12)],
                 test=[f"سؤال معيار للاختبار رقم {i}" for i in range(6)], eval_only=True)
     b = root / "b"
-    run_cli("build", "--catalog-dir", str(cat), "--datasets", "toy_copies,toy_bench",
-            "--local", f"toy_copies={data / 'toy_copies'}", "--local", f"toy_bench={data / 'toy_bench'}",
-            "--out", str(b))
+    cli("build", "--catalog-dir", cat, "--datasets", "toy_copies,toy_bench",
+        "--local", f"toy_copies={data / 'toy_copies'}", "--local", f"toy_bench={data / 'toy_bench'}", "--out", b)
     return {"root": root, "a": a, "b": b, "copies": copies, "near": near, "test_tweets": test_tweets}
 
 
@@ -106,12 +107,12 @@ def held_ids(*folders: Path) -> set[str]:
     return {r["source_id"] for f in folders for r in rows(f, "test")}
 
 
-def test_mix_never_emits_a_held_out_text_or_a_benchmark_row(seeded):
+def test_mix_never_emits_a_held_out_text_or_a_benchmark_row(seeded, capsys):
     a, b, root = seeded["a"], seeded["b"], seeded["root"]
     out = root / "mixture"
-    proc = run_cli("mix", "--from", str(a), "--from", str(b), "--size", "100000", "--seed", "3", "--out", str(out),
-                   "--validation-size", "1000", "--max-contamination", "0.5")
-    assert "13-gram contamination" in proc.stdout
+    assert cli_main(["mix", "--from", str(a), "--from", str(b), "--size", "100000", "--seed", "3", "--out", str(out),
+                     "--validation-size", "1000", "--max-contamination", "0.5"]) == 0
+    assert "13-gram contamination" in capsys.readouterr().out
     got = rows(out)
     recipe = json.loads((out / "mixture_recipe.json").read_text())
     # what would have leaked is exactly what was left out
@@ -142,12 +143,11 @@ def test_mix_never_emits_a_held_out_text_or_a_benchmark_row(seeded):
     assert "| test source id | " + str(recipe["excluded"]["test_source_id"]) + " |" in card
 
 
-def test_mix_refuses_a_mixture_above_the_contamination_threshold(seeded):
+def test_mix_refuses_a_mixture_above_the_contamination_threshold(seeded, capsys):
     out = seeded["root"] / "refused"
-    proc = run_cli("mix", "--from", str(seeded["a"]), "--from", str(seeded["b"]), "--size", "100000",
-                   "--out", str(out), "--max-contamination", "0", check=False)
-    assert proc.returncode == 2
-    assert f"contamination above 0.00% for {seeded['a']}/sentiment_analysis" in proc.stderr
+    assert cli_main(["mix", "--from", str(seeded["a"]), "--from", str(seeded["b"]), "--size", "100000",
+                     "--out", str(out), "--max-contamination", "0"]) == 2
+    assert f"contamination above 0.00% for {seeded['a']}/sentiment_analysis" in capsys.readouterr().err
     assert not (out / "data").exists() and (out / "contamination.json").is_file()  # nothing to publish
 
 

@@ -7,6 +7,7 @@ loss it gets alone. The flash-attention path (GPU) cannot run here."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from test_train_format import DIALOGUE, PROMPTS, trainer_for
@@ -53,3 +54,35 @@ def test_a_packed_batch_gives_each_example_the_logits_and_loss_it_gets_alone(tin
     with torch.no_grad():
         cached = model(input_ids=ids, position_ids=pos, use_cache=True).logits[0]
     assert max((cached[a:b] - packed[a:b]).abs().max() for a, b in segments[1:]) > 1e-3
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_lora_gradients(tiny_base, tmp_path, single_thread):
+    """The 7B recipes checkpoint activations: that must change memory only. With LoRA the frozen embeddings give
+    the checkpointed blocks inputs that need no grad, which (without TRL/PEFT's input-grad hook) leaves the LoRA
+    weights of the checkpointed layers with no gradient at all. One real training step (the Trainer turns
+    checkpointing on in train()) with and without it: the same loss and the same nonzero LoRA gradients."""
+    from transformers import TrainerCallback
+
+    class Grads(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            self.checkpointing = model.is_activation_checkpointing
+            self.grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+            self.trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+
+    rows = PROMPTS + [{"messages": DIALOGUE}]
+    seen = {}
+    for checkpointing in (False, True):
+        (tmp_path / str(checkpointing)).mkdir()
+        trainer = trainer_for(tiny_base, rows, tmp_path / str(checkpointing), packing=True, save_strategy="no",
+                              per_device_train_batch_size=len(rows), activation_checkpointing=checkpointing)
+        grads = Grads()
+        trainer.add_callback(grads)
+        trainer.train()
+        assert grads.checkpointing == checkpointing
+        seen[checkpointing] = (trainer.state.log_history[0]["loss"], grads)
+    (plain_loss, plain), (ckpt_loss, ckpt) = seen[False], seen[True]
+    assert set(ckpt.grads) == set(plain.grads) == ckpt.trainable and any("lora_A" in n for n in ckpt.trainable)
+    assert all(g.abs().sum() > 0 for n, g in ckpt.grads.items() if "lora_B" in n and "layers.0." in n)
+    assert ckpt_loss == pytest.approx(plain_loss, rel=1e-6)
+    for name, g in plain.grads.items():
+        torch.testing.assert_close(ckpt.grads[name], g, atol=1e-6, rtol=1e-5)

@@ -64,8 +64,11 @@ def test_push_adapter_uploads_the_adapter_with_a_valid_card_and_is_idempotent(ru
     assert meta["base_model"] == BASE and meta["library_name"] == "peft" and meta["datasets"] == [MIXTURE]
     assert meta["language"] == ["ar"] and meta["license"] == "apache-2.0" and meta["pipeline_tag"] == "text-generation"
     run = json.loads((run_dir / "training_run.json").read_text())
+    by_task = run["datasets"][0]["mixture_recipe"]["by_task"]  # the mixture's own counts, one row per task
+    assert len(by_task) == 3 and sum(by_task.values()) == 400
     for text in ("PeftModel.from_pretrained(base, \"org/tiny-lora\")", "merge_and_unload()", "arabic-prompts merge",
-                 "### The mixture", "| sentiment_analysis | 200 |", "Sampled by `arabic-prompts mix` (seed 0)",
+                 "### The mixture", *(f"| {task} | {n} |" for task, n in by_task.items()),
+                 "Sampled by `arabic-prompts mix` (seed 0)",
                  "r=8, alpha=16", f"| learning_rate | {run['hyperparameters']['learning_rate']} |",
                  f"| steps | {run['global_step']}", "position ids restart at every example"):
         assert text in card.text, text
@@ -150,3 +153,19 @@ def test_push_adapter_command_honours_the_endpoint_and_never_prints_the_token(ru
     assert main(["push-adapter", str(run_dir), "--repo", "org/x", "--base-model", BASE, "--dataset", MIXTURE,
                  "--dry-run"]) == 0
     assert "(valid); would publish adapter_config.json, adapter_model.safetensors" in capsys.readouterr().out
+
+
+def test_the_card_check_refuses_cards_the_hub_would_not_list_under_the_base_model(run_dir):
+    """validate_card is what every published card passes (above); here cards that must fail it do."""
+    from builders.training.card import render_card, validate_card
+
+    good = render_card(run_dir, "org/tiny-lora", base_model=BASE, datasets=[MIXTURE])
+    assert validate_card(good).data.base_model == BASE
+    with pytest.raises(CardError, match="no `base_model`"):
+        validate_card(good.replace(f"base_model: {BASE}\n", ""))
+    with pytest.raises(CardError, match="library_name is 'transformers', not 'peft'"):
+        validate_card(good.replace("library_name: peft", "library_name: transformers"))
+    with pytest.raises(CardError, match="does not parse"):
+        validate_card(good.replace("library_name: peft", "library_name: [peft"))
+    with pytest.raises(CardError, match="does not parse"):  # a model-index the Hub cannot read
+        validate_card(good.replace("---\n\n", "model-index:\n- name: x\n  results:\n  - task: {}\n---\n\n", 1))

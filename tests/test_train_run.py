@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from builders.training.formatting import IM_END, IM_START
-from conftest import run_cli
 from test_train_format import PROMPTS, write_jsonl
-from train_fixtures import RECIPE, load_sft, parse, recipe_args
+from train_fixtures import LAUNCHED, load_sft, parse
 
 LINEAR = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
@@ -22,21 +21,21 @@ def losses(log_history) -> dict[int, float]:
     return {h["step"]: h["loss"] for h in log_history if "loss" in h}
 
 
-def test_train_command_runs_the_tiny_recipe_through_accelerate(tiny_base, train_mixture, tmp_path, single_thread):
-    """`arabic-prompts train` on a mixture made by `mix` from a build of real shared files."""
-    out = tmp_path / "run"
-    proc = run_cli("train", str(RECIPE), *recipe_args(tiny_base, [train_mixture], out, max_steps=2, eval_steps=2,
-                                                      save_steps=2), timeout=400)
-    assert "accelerate.commands.launch --config_file" in proc.stdout
+def test_train_command_runs_the_tiny_recipe_through_accelerate(launched_run, train_mixture):
+    """`arabic-prompts train` on a mixture made by `mix` from a build of real shared files: a real `accelerate
+    launch` of training/sft.py (the session's launched run, which the tests below read too)."""
+    out = launched_run.result()
+    assert "accelerate.commands.launch --config_file" in launched_run.log.read_text()
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json", "chat_template.jinja",
-                 "generation_config.json", "training_run.json", "checkpoint-2/adapter_model.safetensors"):
+                 "generation_config.json", "training_run.json", "checkpoint-2/adapter_model.safetensors",
+                 "checkpoint-4/trainer_state.json"):
         assert (out / name).is_file(), name
     assert not (out / "adapter_model.bin").exists()
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert {m.split(".")[-1] for m in adapter["target_modules"]} == LINEAR  # all-linear: every projection
     assert adapter["r"] == 8 and adapter["lora_alpha"] == 16
     run = json.loads((out / "training_run.json").read_text())
-    assert run["global_step"] == 2 and run["final_eval_loss"] > 0 and run["final_train_loss"] > 0
+    assert run["global_step"] == LAUNCHED["max_steps"] and run["final_eval_loss"] > 0 and run["final_train_loss"] > 0
     assert run["hyperparameters"]["assistant_only_loss"] is True and run["hyperparameters"]["packing"] is True
     assert run["datasets"][0]["fingerprint"] == json.loads((train_mixture / "build_manifest.json").read_text())["fingerprint"]
     assert run["datasets"][0]["mixture_recipe"]["size"] == 400 == run["rows"][str(train_mixture)]["train"]
@@ -89,12 +88,12 @@ def test_adapter_reloads_with_peft_and_generates(tiny_run, tiny_base):
 
 def test_resume_continues_from_the_same_step_with_the_same_next_loss(tiny_run, tiny_base, train_mixture, tmp_path,
                                                                     single_thread):
-    """tiny_run trained 4 steps without stopping (checkpoints at 2 and 4); a new run resumes from checkpoint-2."""
+    """tiny_run (launched by `arabic-prompts train`) trained 4 steps without stopping (checkpoints at 2 and 4); a
+    new run in this process resumes from its checkpoint-2."""
     from transformers import TrainerCallback
 
     full = losses(json.loads((tiny_run / "checkpoint-4" / "trainer_state.json").read_text())["log_history"])
-    trainer, _ = load_sft().build_trainer(*parse(tiny_base, [train_mixture], tmp_path / "resumed", max_steps=4,
-                                                 save_steps=2, eval_steps=2))
+    trainer, _ = load_sft().build_trainer(*parse(tiny_base, [train_mixture], tmp_path / "resumed", **LAUNCHED))
     steps_run = []
 
     class Steps(TrainerCallback):

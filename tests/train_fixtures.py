@@ -1,17 +1,23 @@
 """Shared set-ups of the training tests (session-scoped, made once per run): a tiny random Qwen2 with a byte-level
 BPE tokenizer trained on real Arabic text (Qwen2's special tokens), a prompt dataset built by `arabic-prompts build`
-from real shared files, and one short training run of the tiny recipe that several tests read."""
+from real shared files and a mixture `arabic-prompts mix` made of it (both in-process: a subprocess would import
+the stack again), and one short run of the tiny recipe by `arabic-prompts train` (a real `accelerate launch` in a
+subprocess) that several tests read. That run starts in the background as soon as its inputs exist and trains on
+one core while the in-process tests use the other; the tests that read it wait for it."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SHARED_DATA, run_cli
+from conftest import CLI, REPO, SHARED_DATA
 
 RECIPE = REPO / "training" / "recipes" / "tiny-cpu.yaml"
 TRAIN_DATASETS = {"ajgt_sentiment": "ajgt", "arcd_extractive_qa": "arcd"}
@@ -91,14 +97,22 @@ def tiny_base(tmp_path_factory) -> Path:
     return out
 
 
+def cli(*args: str) -> None:
+    """`arabic-prompts ARGS` in this process (builders.cli.main), failing the set-up when it fails."""
+    from builders.cli import main
+
+    assert main([str(a) for a in args]) == 0, f"arabic-prompts {' '.join(map(str, args))} failed"
+
+
 @pytest.fixture(scope="session")
 def train_build(tmp_path_factory) -> Path:
-    """A build of real shared data (AJGT sentiment, ARCD extractive QA) by the real builder."""
+    """A build of real shared data (AJGT sentiment, ARCD extractive QA and its derived question writing) by the
+    real builder."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     out = tmp_path_factory.mktemp("train_build") / "arabic-prompts"
     local = [a for name, folder in TRAIN_DATASETS.items() for a in ("--local", f"{name}={SHARED_DATA / folder}")]
-    run_cli("build", "--datasets", ",".join(TRAIN_DATASETS), *local, "--out", str(out), "--limit", "100")
+    cli("build", "--datasets", ",".join(TRAIN_DATASETS), *local, "--out", out, "--limit", "100")
     return out
 
 
@@ -106,15 +120,46 @@ def train_build(tmp_path_factory) -> Path:
 def train_mixture(train_build, tmp_path_factory) -> Path:
     """A training mixture made by `arabic-prompts mix` from train_build."""
     out = tmp_path_factory.mktemp("train_mixture") / "mixture"
-    run_cli("mix", "--from", str(train_build), "--size", "400", "--validation-size", "40", "--seed", "0",
-            "--out", str(out))
+    cli("mix", "--from", train_build, "--size", "400", "--validation-size", "40", "--seed", "0", "--out", out)
     return out
+
+
+# The launched run: 4 steps, evaluation and a checkpoint every 2 (the resume test restarts from checkpoint-2).
+LAUNCHED = {"max_steps": 4, "save_steps": 2, "eval_steps": 2}
+
+
+@dataclass
+class Launch:
+    proc: subprocess.Popen
+    out: Path
+    log: Path
+
+    def result(self) -> Path:
+        """The run folder, once the launched run has finished (its output in the failure message if it failed)."""
+        rc = self.proc.wait(timeout=600)
+        if rc != 0:
+            raise AssertionError(f"arabic-prompts train failed ({rc}):\n{self.log.read_text()[-4000:]}")
+        return self.out
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_base, train_mixture, tmp_path_factory) -> Path:
-    """The tiny recipe trained for 4 steps in-process on the mixture (eval and a checkpoint every 2 steps)."""
-    out = tmp_path_factory.mktemp("tiny_run") / "run"
-    with one_thread():
-        load_sft().main(*parse(tiny_base, [train_mixture], out, max_steps=4, save_steps=2, eval_steps=2))
-    return out
+def launched_run(tiny_base, train_mixture, tmp_path_factory):
+    """`arabic-prompts train training/recipes/tiny-cpu.yaml ...` (accelerate launch training/sft.py) on the mixture,
+    started in the background; ``.result()`` waits for it. Stopped at the end of the session if nobody waited."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    out, log = root / "run", root / "train.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_DATASETS_CACHE": str(tmp_path_factory.getbasetemp() / "hf_cache")}
+    with open(log, "w", encoding="utf-8") as f:
+        proc = subprocess.Popen([*CLI, "train", str(RECIPE), *recipe_args(tiny_base, [train_mixture], out, **LAUNCHED)],
+                                cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+    yield Launch(proc, out, log)
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(launched_run) -> Path:
+    """The launched run's folder: adapter, tokenizer, checkpoint-2 and checkpoint-4, training_run.json."""
+    return launched_run.result()

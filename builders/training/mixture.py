@@ -22,6 +22,7 @@ Memory: about 40 bytes per candidate row and 16 per held-out n-gram.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -124,10 +125,19 @@ def resolve_input(spec: str, benchmark: bool = False) -> MixInput:
 
 
 def catalog_eval_only() -> set[str]:
-    """Catalog entries flagged eval_only now (a build made before an entry was flagged still keeps it out)."""
+    """Catalog entries flagged eval_only now (a build made before an entry was flagged still keeps it out). Read
+    once per process while the catalog files are unchanged (parsing its YAML takes seconds)."""
+    from builders.catalog import PACKAGE_DIR
+
+    files = tuple((p.name, p.stat().st_mtime_ns) for p in sorted((PACKAGE_DIR / "catalog").glob("*.yaml")))
+    return set(_catalog_eval_only(files))
+
+
+@functools.lru_cache(maxsize=2)
+def _catalog_eval_only(files: tuple) -> frozenset[str]:
     from builders.catalog import load_catalog
 
-    return {name for name, e in load_catalog().items() if e.eval_only}
+    return frozenset(name for name, e in load_catalog().items() if e.eval_only)
 
 
 def _sids(values: list[str]) -> np.ndarray:

@@ -24,7 +24,8 @@ def load_model_and_tokenizer(model_args, training_args):
     kwargs.update(training_args.model_init_kwargs or {})
     model = create_model_from_path(model_args.model_name_or_path, **kwargs)
     if added:
-        # new rows start at the mean embedding (transformers' default); LoRA trains them (trainable_token_indices)
+        # new rows start at the mean embedding (transformers' default); trained in full and saved with the adapter
+        # (modules_to_save: config.lora_config)
         model.resize_token_embeddings(len(tokenizer))
     stop_ids = [tokenizer.convert_tokens_to_ids(IM_END)]
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in stop_ids:
