@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -223,3 +224,28 @@ def test_allocation_is_water_filling_under_the_cap():
     assert allocate({"a": 3, "b": 4}, 100) == {"a": 3, "b": 4}  # fewer rows than asked: all of them
     assert sum(allocate({f"t{i}": 10_000 for i in range(63)}, 800_000).values()) == 630_000
     assert sum(allocate({f"t{i}": 100_000 for i in range(63)}, 800_000).values()) == 800_000
+
+
+def test_a_benchmark_the_catalog_flags_now_is_kept_out_of_a_build_made_before_it_was_flagged(seeded, tmp_path):
+    """The leaderboard benchmarks are eval_only in the package catalog. A build whose manifest does not flag an
+    entry (made before the flag, or by hand) still gives mix none of its rows: here a copy of build A whose rows
+    are renamed to the catalog's EgyHellaSwag entry, with eval_only false in its manifest."""
+    from builders.training.mixture import catalog_eval_only
+
+    assert {"alghafa_mcq_exams_ar", "arabicmmlu_multiple_choice_qa", "mmmlu_ar_multiple_choice_qa",
+            "egyhellaswag_sentence_completion"} <= catalog_eval_only()
+    bench = "egyhellaswag_sentence_completion"
+    old = tmp_path / "old"
+    shutil.copytree(seeded["a"], old)
+    for f in (old / "data").rglob("*.parquet"):
+        t = pq.read_table(f)
+        pq.write_table(t.set_column(t.schema.get_field_index("dataset_name"), "dataset_name",
+                                    pa.array([bench] * len(t))), f)
+    manifest = json.loads((old / "build_manifest.json").read_text())
+    manifest["sources"] = [{**s, "name": bench, "eval_only": False} for s in manifest["sources"]]
+    (old / "build_manifest.json").write_text(json.dumps(manifest))
+    res = mix(MixConfig(inputs=[str(seeded["b"]), str(old)], size=100000, out=tmp_path / "m", validation_size=1000,
+                        max_contamination=1.0), log=lambda *_: None)
+    assert res.recipe["excluded"]["eval_only"] >= len(rows(old)) - len(rows(old, "test")) > 0
+    assert bench not in {r["dataset_name"] for r in rows(tmp_path / "m")}
+    assert res.recipe["size"] > 0  # build B's own rows were taken

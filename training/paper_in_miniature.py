@@ -10,7 +10,7 @@ with the label words of the prompt, then stop); the point is that every stage ru
 statistics can tell the two apart. Nothing is downloaded: the tokenizer is trained here on the mixture's
 training rows, the model is built here.
 
-    python training/paper_in_miniature.py --out out/paper-mini            # ~3-4 minutes on 2 cores
+    python training/paper_in_miniature.py --out out/paper-mini            # ~4-6 minutes on 2 shared cores
     python training/paper_in_miniature.py --out out/paper-mini --json     # one JSON line at the end
 """
 
