@@ -148,8 +148,9 @@ def launched_run(tiny_base, train_mixture, tmp_path_factory):
     started in the background; ``.result()`` waits for it. Stopped at the end of the session if nobody waited."""
     root = tmp_path_factory.mktemp("tiny_run")
     out, log = root / "run", root / "train.log"
+    base = tmp_path_factory.getbasetemp()  # the caches conftest's _isolated_hf_cache gives the tests
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "HF_DATASETS_CACHE": str(tmp_path_factory.getbasetemp() / "hf_cache")}
+           "HF_DATASETS_CACHE": str(base / "hf_cache"), "HF_HOME": str(base / "hf_home")}
     with open(log, "w", encoding="utf-8") as f:
         proc = subprocess.Popen([*CLI, "train", str(RECIPE), *recipe_args(tiny_base, [train_mixture], out, **LAUNCHED)],
                                 cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
