@@ -18,15 +18,13 @@ def cmd_convert(args) -> int:
 
 
 def _read_pairs(path: Path) -> list[dict]:
+    from builders.sources import json_lines
+
     pairs = []
     with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {n}: invalid JSON ({e.msg})") from e
+        for n, row, error in json_lines(f):
+            if error:
+                raise ValueError(f"{path}, line {n}: invalid JSON ({error})")
             if not isinstance(row, dict) or not isinstance(row.get("src"), str) or not isinstance(row.get("mt"), str):
                 raise ValueError(f"{path}, line {n}: expected an object with string fields 'src' and 'mt'")
             pairs.append(row)

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from builders.schema import PROMPT_SCHEMA
+from builders.sources import json_lines
 from builders.splits import keys_of, source_id
 from builders.steps import BuildError
 
@@ -149,15 +150,12 @@ def jsonl_rows(path: str | Path, collection: str, limit: int | None = None) -> I
     n = 0
     for f in files:
         with open(f, encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
+            for line_no, rec, error in json_lines(fh):
                 try:
-                    rec = json.loads(line)
                     inputs, targets = rec["inputs"], rec["targets"]
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                except (KeyError, TypeError) as e:
                     raise BuildError(f"{collection} file {f}, line {line_no}: expected JSON with 'inputs' and "
-                                     f"'targets' ({e})") from e
+                                     f"'targets' ({error or e})") from e
                 if isinstance(targets, list):
                     targets = targets[0] if targets else ""
                 if not str(inputs).strip() or not str(targets).strip():
