@@ -15,6 +15,7 @@ DEMO_DIR = Path(__file__).resolve().parent / "demo"
 # only the standard library at module level, so `arabic-prompts --help` works on a core install.
 SUBCOMMAND_MODULES = (
     "builders.evaluate",
+    "builders.training.cli",
     "builders.space_deploy",
     "builders.translate.cli",
     "builders.catalog_check",

@@ -74,6 +74,14 @@ def extend(base: pa.Schema, fields: list[tuple[str, pa.DataType]] | list[pa.Fiel
     return pa.schema(list(base) + new)
 
 
+# A training mixture (``arabic-prompts mix``): prompt rows sampled from built datasets, plus where each came from:
+# ``origin`` (native: built from Arabic datasets; translated: from the translated-prompts pipeline) and ``input``
+# (the dataset folder or Hub id it was sampled from).
+MIXTURE = "mixture"
+MIXTURE_SCHEMA = extend(PROMPT_SCHEMA, [("origin", pa.string()), ("input", pa.string())])
+SCHEMAS[MIXTURE] = MIXTURE_SCHEMA
+
+
 def schema_for(kind: str) -> pa.Schema:
     try:
         return SCHEMAS[kind]
