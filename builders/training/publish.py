@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builders.hub import same_content
+from builders.hub import same_content, upload
 from builders.training.card import render_card
 
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json")
@@ -91,22 +91,13 @@ def push_adapter(run_dir: str | Path, repo_id: str, version: str | None = None, 
                 raise ValueError(f"{repo_id}: tag {tag} already points at other content ({tags[tag][:8]}); "
                                  "bump --version")
             return PushResult(repo_id, tags[tag], False, tag, False, sorted(p.name for p in folder.iterdir()))
-        before = _head(api, repo_id)
-        info = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder), ignore_patterns=[],
+        commit, created = upload(api, repo_id, "model", folder, ignore_patterns=[],
                                  delete_patterns=[],  # never delete what we did not write
                                  commit_message=f"arabic-prompts adapter{' ' + version if version else ''}")
-        commit = getattr(info, "oid", None) or _head(api, repo_id)
         created_tag = False
         if tag:
             api.create_tag(repo_id, tag=tag, revision=commit, repo_type="model",
                            tag_message=f"arabic-prompts adapter {version}")
             created_tag = True
-        return PushResult(repo_id, commit, commit != before, tag, created_tag,
+        return PushResult(repo_id, commit, created, tag, created_tag,
                           sorted(p.name for p in folder.iterdir()))
-
-
-def _head(api, repo_id: str) -> str | None:
-    try:
-        return api.repo_info(repo_id, repo_type="model").sha
-    except Exception:  # a new, empty repo has no head yet
-        return None
