@@ -43,6 +43,8 @@ def test_one_recipe_is_full_fine_tuning_and_one_lora():
 def test_recipe_parses_with_the_trainer(name, tmp_path):
     from builders.training.config import parse_recipe
 
-    data, training, model = parse_recipe(REPO / "training" / "recipes" / name, ["--datasets", str(tmp_path)])
+    assert _recipe(name)["bf16"] is True  # for GPUs; parsed here with bf16 off and use_cpu on (no GPU here)
+    data, training, model = parse_recipe(REPO / "training" / "recipes" / name,
+                                         ["--datasets", str(tmp_path), "--bf16", "false", "--use_cpu", "true"])
     assert model.model_name_or_path == RECIPES[name][0] and training.assistant_only_loss
     assert data.datasets == [str(tmp_path)]
