@@ -28,6 +28,18 @@ def bot_texts(page) -> list[str]:
     return page.eval_on_selector_all(BOT, "els => els.map(e => e.innerText.trim())")
 
 
+def set_max_new_tokens(page, n: int) -> None:
+    """Open the settings, type n and leave the field (Enter, then Tab: its change event), then wait until the
+    page's state has it: a send right after the keystrokes could otherwise carry the old value on a loaded machine."""
+    page.locator("#settings button.label-wrap").click()
+    box = page.locator("#max-new-tokens input[type=number]")
+    box.fill(str(n))
+    box.press("Enter")
+    box.press("Tab")
+    wait_for(lambda: box.input_value() == str(n), 10, f"max new tokens {n} in the page")
+    time.sleep(0.5)  # the change event's round trip to the server
+
+
 def send(page, text: str) -> None:
     box = page.locator(TEXTBOX)
     box.fill(text)
@@ -104,10 +116,7 @@ def test_space_streams_a_reply_and_stop_ends_generation(page, space_app, tmp_pat
     assert page.eval_on_selector(f"{BOT} p", "e => getComputedStyle(e).unicodeBidi") == "plaintext"
 
     # 2. a long reply, stopped midway with the Stop button: generation ends and nothing more arrives
-    page.locator("#settings button.label-wrap").click()
-    tokens = page.locator("#max-new-tokens input[type=number]")
-    tokens.fill("400")
-    tokens.press("Enter")
+    set_max_new_tokens(page, 400)
     second = last_started(space_app) + 1
     send(page, "اكتب قصيدة طويلة عن البحر")
     wait_for(lambda: len(bot_texts(page)) == 2 and bot_texts(page)[-1], 30, "the second reply to start")
@@ -153,9 +162,7 @@ def test_space_queue_runs_at_most_concurrency_generations_at_once(browser, space
             pages.append(p)
             p.goto(space_app.url, wait_until="load")
             p.wait_for_selector(TEXTBOX, timeout=60_000)
-            p.locator("#settings button.label-wrap").click()
-            p.locator("#max-new-tokens input[type=number]").fill("120")  # ~6 s a reply at 50 ms a token
-            p.locator("#max-new-tokens input[type=number]").press("Enter")
+            set_max_new_tokens(p, 120)  # ~6 s a reply at 50 ms a token
         for i, p in enumerate(pages):
             send(p, f"الزائر رقم {i + 1}: ما أجمل مدن الشام؟")
         ids = list(range(before + 1, before + 4))
