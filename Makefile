@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch: the 2.13.0 CPU wheel (an unpinned torch would pull a multi-GB CUDA build)
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[eval,ray,test]"
+	$(BIN)/pip install -q -e ".[eval,ray,test,space,translate]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/arabic-prompts demo --out out/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=30 tests
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_build.py --prompts 1000000

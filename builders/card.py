@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builders import __version__
+from builders.catalog_check import CatalogCounts
 
 DEFAULT_REPO_ID = "arabic-prompts/arabic-prompts"  # the id this project publishes under; publish --repo stamps its own
 DEFAULT_TAG = "v1.0.0"  # stands for the version tag until `publish --version` stamps the real one
@@ -67,20 +68,26 @@ def _config(name: str, pattern: str, split_files: dict[str, list[str]], stats: d
 
 
 def card_data(out: Path, files: dict[str, dict[str, list[str]]], schema: pa.Schema, *, licenses: list[str],
-              task_categories: list[str], pretty_name: str, languages: list[str], tags: list[str], total: int):
+              task_categories: list[str], pretty_name: str, languages: list[str], tags: list[str], total: int,
+              default_configs: list[str] | None = None):
     """The README's YAML as ``huggingface_hub.DatasetCardData``: one config per key of ``files``
-    (``data/<config>/<split>-*``) plus ``default`` over all of them, and ``dataset_info`` split sizes (which
-    also make ``datasets`` see a rebuilt folder as new)."""
+    (``data/<config>/<split>-*``) plus ``default`` over all of them (or over ``default_configs`` only: the
+    translated prompts leave their ``rejected`` config out), and ``dataset_info`` split sizes (which also make
+    ``datasets`` see a rebuilt folder as new)."""
     from datasets import Features
     from huggingface_hub import DatasetCardData
 
     features = Features.from_arrow_schema(schema)._to_yaml_list()
     stats = {f: _file_stats(out / f) for splits in files.values() for fs in splits.values() for f in fs}
+    in_default = sorted(files) if default_configs is None else sorted(default_configs)
     all_splits: dict[str, list[str]] = {}
-    for splits in files.values():
-        for split, fs in splits.items():
+    for name in in_default:
+        for split, fs in files[name].items():
             all_splits.setdefault(split, []).extend(fs)
     default_config, default_info = _config("default", "data/*/{split}-*", all_splits, stats, features)
+    if in_default != sorted(files):  # a list of patterns, one per config that has the split
+        default_config["data_files"] = [{"split": split, "path": [f"data/{n}/{split}-*" for n in in_default
+                                                                  if split in files[n]]} for split in sorted(all_splits)]
     default_config = {"config_name": "default", "default": True, "data_files": default_config["data_files"]}
     pairs = [_config(name, f"data/{name}/{{split}}-*", files[name], stats, features) for name in sorted(files)]
     unique_licenses = sorted(set(licenses))
@@ -95,8 +102,8 @@ def card_data(out: Path, files: dict[str, dict[str, list[str]]], schema: pa.Sche
         size_categories=[size_category(total)],
         task_categories=sorted(set(task_categories)),
         tags=tags,
-        configs=[default_config] + [c for c, _ in pairs],
-        dataset_info=[default_info] + [i for _, i in pairs],
+        configs=([default_config] if all_splits else []) + [c for c, _ in pairs],
+        dataset_info=([default_info] if all_splits else []) + [i for _, i in pairs],
         **extra,
     )
 
@@ -119,9 +126,11 @@ def write_prompts_card(out: Path, entries: list, rep: dict, manifest: dict, sche
                      pretty_name=pretty_name, languages=sorted({e.language for e in entries}) or ["ar"],
                      tags=["instruction-tuning", "prompts", "promptsource", "arabic"], total=rep["total"])
     by_task: dict[str, list[str]] = {}
-    for e in entries:
-        by_task.setdefault(e.task, []).append(e.name)
-    families = {e.task: e.task_family for e in entries}
+    families = {}
+    for e in entries:  # a derived template's prompts sit in its own task (CatalogEntry.template_task)
+        for task, family in dict.fromkeys([(e.task, e.task_family)] + [r for r in map(e.template_task, e.templates) if r]):
+            by_task.setdefault(task, []).append(e.name)
+            families.setdefault(task, family)
     tasks = [
         {"name": t, "family": families[t], "datasets": by_task[t], **{k: s.get(k, 0) for k in ("train", "validation", "test")},
          "total": sum(s.values())}
@@ -142,7 +151,7 @@ def write_prompts_card(out: Path, entries: list, rep: dict, manifest: dict, sche
         pretty_name=pretty_name, datasets=entries, tasks=tasks, sources=sources, total=rep["total"], repo_id=repo_id,
         tag=DEFAULT_TAG, example_task=tasks[0]["name"] if tasks else "default", skipped_total=rep["skipped_total"],
         fingerprint=manifest["fingerprint"], fields=list(schema.names), leakage=rep["leakage"],
-        splitting=rep["splitting"],
+        splitting=rep["splitting"], counts=CatalogCounts(len(entries), len({e.source_dataset for e in entries}), len(tasks)).sentence(),
     )
 
 

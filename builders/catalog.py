@@ -81,6 +81,7 @@ class CatalogEntry:
     homepage: str = ""
     citation: str = ""
     hub_note: str = ""
+    source_dataset: str = ""  # the dataset this entry reads, counted once however many entries read it
     labels: dict[str, LabelSpec] = field(default_factory=dict)
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train"})
     split_fractions: dict[str, float] = field(default_factory=lambda: {"validation": 0.05, "test": 0.1})
@@ -132,7 +133,25 @@ class CatalogEntry:
                         f"dataset '{self.name}', template '{tpl.name}' ({tpl.id}): {len(choices)} answer_choices "
                         f"for {len(spec.names)} label names"
                     )
+            derived = tpl.metadata.get("derived_task")
+            if derived is not None and (tpl.metadata.get("original_task", True) is not False or not _SNAKE.match(str(derived))
+                                        or tpl.metadata.get("derived_family") not in TASK_FAMILIES):
+                raise TemplateError(
+                    f"dataset '{self.name}', template '{tpl.name}' ({tpl.id}): derived_task needs original_task: false, "
+                    f"a snake_case task name and a derived_family among {', '.join(TASK_FAMILIES)}"
+                )
         return templates
+
+    def template_task(self, tpl: Template) -> tuple[str, str] | None:
+        """The task config (and family) a template's prompts go to; the rule is data (SCHEMA.md): the entry's
+        own task for a template of the original task; ``derived_task`` / ``derived_family`` for a derived template
+        (metadata ``original_task: false``) that names its task; None for a derived template that names none: its
+        prompts stay in the entry's task for train and validation and are kept out of the evaluated test config."""
+        if tpl.metadata.get("original_task", True) is not False:
+            return self.task, self.task_family
+        if tpl.metadata.get("derived_task"):
+            return str(tpl.metadata["derived_task"]), str(tpl.metadata["derived_family"])
+        return None
 
 
 def _is_text(value: Any) -> bool:
@@ -222,6 +241,7 @@ def parse_entry(raw: dict, path: Path, templates_root: Path | None) -> CatalogEn
         homepage=raw.get("homepage") or "",
         citation=raw.get("citation") or "",
         hub_note=raw.get("hub_note") or "",
+        source_dataset=str(raw.get("source_dataset") or raw.get("hub_id") or name),
         labels=labels,
         splits={str(k): v for k, v in splits.items()},
         split_fractions=raw.get("split_fractions") or {"validation": 0.05, "test": 0.1},

@@ -15,6 +15,9 @@ DEMO_DIR = Path(__file__).resolve().parent / "demo"
 # only the standard library at module level, so `arabic-prompts --help` works on a core install.
 SUBCOMMAND_MODULES = (
     "builders.evaluate",
+    "builders.space_deploy",
+    "builders.translate.cli",
+    "builders.catalog_check",
 )
 
 
@@ -84,8 +87,9 @@ def cmd_catalog_list(args) -> int:
     print(f"{'name':38} {'task':32} {'family':18} {'tpl':>3}  hub_id")
     for e in rows:
         print(f"{e.name:38} {e.task:32} {e.task_family:18} {len(e.templates):>3}  {e.hub_id or '(local only)'}")
-    tasks = {e.task for e in rows}
-    print(f"\n{len(rows)} datasets, {len(tasks)} tasks")
+    from builders.catalog_check import catalog_counts
+
+    print(f"\n{catalog_counts(rows).sentence()}")
     return 0
 
 
@@ -167,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("catalog", help="the source catalog")
     csub = c.add_subparsers(dest="catalog_command", required=True)
+    c.subcommands = csub  # modules add catalog sub-commands here (builders.catalog_check: `catalog check`)
     cl = csub.add_parser("list", help="list catalog entries")
     cl.add_argument("--catalog-dir", action="append")
     cl.add_argument("--override", action="store_true", help="a --catalog-dir entry may replace a package entry")

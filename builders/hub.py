@@ -39,13 +39,18 @@ def read_card_yaml(folder: Path) -> dict:
     return yaml.safe_load(text.split("---\n", 2)[1]) or {}
 
 
+def _glob(folder: Path, path: str | list[str]) -> list[Path]:
+    """The files of a ``data_files`` path: one pattern or a list of them (as the Hub's card YAML allows)."""
+    return sorted({p for pattern in ([path] if isinstance(path, str) else path) for p in folder.glob(pattern)})
+
+
 def config_files(folder: Path, config: str) -> dict[str, list[Path]]:
     """split -> the parquet files of one config, resolved from the card's ``configs`` patterns."""
     folder = Path(folder)
     meta = read_card_yaml(folder)
     for cfg in meta.get("configs", []):
         if cfg["config_name"] == config:
-            return {df["split"]: sorted(folder.glob(df["path"])) for df in cfg["data_files"]}
+            return {df["split"]: _glob(folder, df["path"]) for df in cfg["data_files"]}
     names = [c["config_name"] for c in meta.get("configs", [])]
     raise ValidationError(f"{folder}: no config '{config}' (configs: {names})")
 
@@ -87,7 +92,7 @@ def validate(folder: str | Path, schema: pa.Schema | None = None) -> dict:
     for cfg in meta.get("configs", []):
         name = cfg["config_name"]
         for df in cfg.get("data_files", []):
-            files = sorted(folder.glob(df["path"]))
+            files = _glob(folder, df["path"])
             if not files:
                 problems.append(f"config '{name}', split '{df['split']}': no file matches {df['path']}")
                 continue

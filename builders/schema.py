@@ -94,3 +94,32 @@ REJECT_SCHEMA = pa.schema(
         ("content", pa.string()),
     ]
 )
+
+
+# ------------------------------------------------------------------------------------- translated prompts
+
+TRANSLATED = "translated-prompts"
+# A machine-translated prompt: the prompt schema (Arabic inputs/targets/answer_choices, language "ar") plus the
+# English it came from, every translated segment with its CometKiwi score, the lowest score, the models, and, for
+# the rows of the ``rejected`` config, why the row was set aside (the failing segment and its score).
+TRANSLATED_SCHEMA = extend(
+    PROMPT_SCHEMA,
+    [
+        ("inputs_en", pa.string()),
+        ("targets_en", pa.string()),
+        ("answer_choices_en", pa.list_(pa.string())),
+        ("source_collection", pa.string()),
+        ("segments_en", pa.list_(pa.string())),
+        ("segments_ar", pa.list_(pa.string())),
+        ("segment_scores", pa.list_(pa.float64())),
+        ("qe_min", pa.float64()),
+        ("mt_model", pa.string()),
+        ("qe_model", pa.string()),
+        ("machine_translated", pa.bool_()),
+        ("human_corrected", pa.bool_()),
+        ("reject_reason", pa.string()),
+        ("failing_segment", pa.string()),
+        ("failing_score", pa.float64()),
+    ],
+)
+SCHEMAS[TRANSLATED] = TRANSLATED_SCHEMA

@@ -17,7 +17,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,17 +130,25 @@ def _json_rows(path: Path) -> Iterator[dict]:
         raise SourceError(f"file {path}: expected a list of records, {{'data': [...]}} or SQuAD layout")
 
 
+def json_lines(lines: Iterable[str]) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, parsed value, None) for each non-blank JSON line, or (line number, None, the parser's
+    message) for a line that is not JSON, so each caller decides between a reject and an error."""
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield line_no, json.loads(line), None
+        except json.JSONDecodeError as e:
+            yield line_no, None, e.msg
+
+
 def _jsonl_rows(path: Path) -> Iterator[dict]:
     with _open_text(path) as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield {REJECT: f"invalid JSON at line {line_no} of {path.name}: {e.msg}"}
-                continue
-            yield record if isinstance(record, dict) else {REJECT: f"line {line_no} of {path.name} is not an object"}
+        for line_no, record, error in json_lines(f):
+            if error:
+                yield {REJECT: f"invalid JSON at line {line_no} of {path.name}: {error}"}
+            else:
+                yield record if isinstance(record, dict) else {REJECT: f"line {line_no} of {path.name} is not an object"}
 
 
 def _parquet_rows(path: Path) -> Iterator[dict]:

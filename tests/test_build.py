@@ -104,7 +104,7 @@ def test_cli_build_as_written_makes_a_hub_dataset_folder(shared_build):
     assert files and all(f.split("/")[2].split("-")[0] in ("train", "validation", "test") for f in files)
     assert any(f.startswith("data/extractive_qa/test-00000-of-") for f in files)
     summary = validate(out)
-    assert summary["configs"] == 2
+    assert summary["configs"] == 3  # sentiment_analysis, extractive_qa and question_generation (ARCD's derived template)
     card = (out / "README.md").read_text(encoding="utf-8")
     for needle in ("configs:", "config_name: default", "language:", "task_categories:", "size_categories:",
                    "pretty_name:", "load_dataset(", "| `ajgt_sentiment` |", "@article{elsheikh2024creating"):
@@ -339,7 +339,8 @@ def _hub_snapshot(folder: Path, premises: list[str]) -> None:
 
     (folder / "ar").mkdir(parents=True, exist_ok=True)
     for split in ("train", "validation", "test"):
-        rows = [{"premise": f"{p} ({split})", "hypothesis": "الجو جميل اليوم.", "label": i % 3}
+        # each row its own hypothesis: rows that share a text are linked into one split by the builder
+        rows = [{"premise": f"{p} ({split})", "hypothesis": f"الجو جميل اليوم في {split} رقم {i}.", "label": i % 3}
                 for i, p in enumerate(premises)]
         pq.write_table(pa.Table.from_pylist(rows), folder / "ar" / f"{split}-00000-of-00001.parquet")
     (folder / "README.md").write_text(

@@ -14,8 +14,12 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 def test_catalog_size_and_task_spread():
     tasks = {e.task for e in CATALOG.values()}
-    assert len(CATALOG) >= 78, len(CATALOG)
-    assert len(tasks) >= 30, sorted(tasks)
+    sources = {e.source_dataset for e in CATALOG.values()}
+    assert len(sources) >= 80 and len(tasks) >= 70, (len(sources), len(tasks))
+    for required in ("country_dialect_identification", "dialect_to_english_translation", "poetry_era_classification",
+                     "poetry_rhyme_identification", "poetry_theme_classification", "story_writing", "dictionary_definition",
+                     "root_identification", "claim_article_stance", "semantic_textual_similarity", "math_word_problems"):
+        assert required in tasks, required
     for required in ("summarization", "headline_generation", "grammar_correction", "extractive_qa",
                      "named_entity_recognition", "pos_tagging", "diacritization", "transliteration",
                      "dialect_identification", "natural_language_inference", "stance_detection",
@@ -54,6 +58,31 @@ def test_every_shared_arabic_dataset_has_an_entry(shared_data):
     prefixes = {n: n.split("_")[0] for n in names}
     missing = [n for n, p in prefixes.items() if p not in blob]
     assert not missing, missing
+
+
+def test_split_key_eval_only_and_source_dataset_are_set():
+    """split_key on every entry (entries over one source key on the same text); eval_only on the Open Arabic LLM
+    Leaderboard benchmarks; local-only entries name the dataset they read, so it counts once."""
+    import yaml
+
+    leaderboard = ("OALL/", "MBZUAI/ArabicMMLU", "MBZUAI/MadinahQA", "MBZUAI/human_translated_arabic_mmlu",
+                   "Omartificial-Intelligence-Space/Arabic_Openai_MMMLU", "UBC-NLP/EgyHellaSwag")
+    by_source: dict[str, set] = {}
+    for e in CATALOG.values():
+        raw = yaml.safe_load(e.source_file.read_text(encoding="utf-8"))
+        assert raw.get("split_key"), e.name
+        assert e.eval_only == bool(e.hub_id and e.hub_id.startswith(leaderboard)), e.name
+        if not e.hub_id:
+            assert raw.get("source_dataset"), f"{e.name}: a local-only entry names its source_dataset"
+        key_text = tuple(sorted(e.columns[v] for v in e.split_key))
+        by_source.setdefault((e.source_dataset, e.hub_config), set()).add(key_text if not e.local else tuple(e.split_key))
+    # entries over one Hub dataset and config key on the same source columns (QA: the passage, tweets: the tweet)
+    for source, keys in by_source.items():
+        assert len(keys) == 1, (source, keys)
+    for name in ("mlqa_ar_extractive_qa", "mlqa_ar_question_generation", "xquad_ar_extractive_qa", "arabic_squad_extractive_qa"):
+        assert CATALOG[name].split_key == ["context"], name  # the passage, never the question
+    for name in ("arcd_extractive_qa", "arcd_answer_sentence_selection"):
+        assert CATALOG[name].split_key == ["title", "context"], name  # ARCD: the article and its passage
 
 
 def user_catalog(root, mutate_entry=lambda t: t, mutate_templates=lambda t: t) -> None:

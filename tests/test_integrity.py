@@ -6,6 +6,7 @@ dataset's train, a user's data/ folder, a mutating template, ...)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zlib
@@ -211,8 +212,9 @@ def test_build_refuses_a_folder_that_is_not_ours_and_touches_nothing(tmp_path):
     (mine / "data" / "thesis.csv").write_text("precious\n")
     (mine / "notes.txt").write_text("mine\n")
     before = sorted(str(p.relative_to(mine)) for p in mine.rglob("*"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's code, run from the user's folder
     proc = subprocess.run([sys.executable, "-m", "builders.cli", "build", "--datasets", "toy_sent", "--local",
-                           f"toy_sent={data}", "--catalog-dir", str(cat), "--out", "."], cwd=mine,
+                           f"toy_sent={data}", "--catalog-dir", str(cat), "--out", "."], cwd=mine, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "refusing to write" in proc.stderr and "Traceback" not in proc.stderr
     assert sorted(str(p.relative_to(mine)) for p in mine.rglob("*")) == before

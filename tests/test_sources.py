@@ -127,3 +127,20 @@ def test_missing_path_and_unknown_layout(tmp_path):
     (tmp_path / "x.txt").write_text("a\n")
     with pytest.raises(SourceError, match="no local: spec"):
         rows(entry(None), tmp_path / "x.txt")
+
+
+def test_prompted_jsonl_and_qe_pairs_name_the_file_and_line_of_a_bad_json_line(tmp_path):
+    """xP3-style rows and `translate score` pairs share the JSON-lines reader: a bad line stops with its place."""
+    from builders.steps import BuildError
+    from builders.translate.cli import _read_pairs
+    from builders.translate.english import jsonl_rows
+
+    rows = tmp_path / "xp3.jsonl"
+    rows.write_text('{"inputs": "Is it good?", "targets": "yes"}\n\n{"inputs": "broken\n', encoding="utf-8")
+    with pytest.raises(BuildError, match=r"xp3\.jsonl, line 3: expected JSON"):
+        list(jsonl_rows(rows, "xp3"))
+    assert [r["targets"] for r in jsonl_rows(rows, "xp3", limit=1)] == ["yes"]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"src": "a", "mt": "b"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"pairs\.jsonl, line 2: invalid JSON"):
+        _read_pairs(pairs)

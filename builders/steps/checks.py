@@ -26,9 +26,12 @@ _BLANK_RE2 = f"^[{PY_WHITESPACE}]*$"
 
 
 def prompt_problem(text: str, targets: str, render_error: str | None = None, data_has_none: bool = False,
-                   data_has_jinja: bool = False) -> str | None:
+                   data_has_jinja: bool = False, excluded: str | None = None) -> str | None:
     """Why a prompt is set aside (None: it is kept). ``data_has_*``: the source row itself holds a "None" or
-    braces, which are then not rendering leftovers."""
+    braces, which are then not rendering leftovers. ``excluded``: a reason the render step gave (a derived
+    template's test prompt)."""
+    if excluded:
+        return excluded
     if render_error:
         return "render error"
     if not text.strip():
@@ -82,8 +85,9 @@ class PromptFilter(BaseFilter):
         look = pc.or_(look, pc.match_substring_regex(targets, _SUSPECT_RE2))
         look = pc.or_(look, pc.match_substring_regex(inputs, _BLANK_RE2))
         look = pc.or_(look, pc.match_substring_regex(targets, _BLANK_RE2))
-        if "render_error" in names:
-            look = pc.or_(look, pc.is_valid(batch.column("render_error")))
+        for name in ("render_error", "excluded"):
+            if name in names:
+                look = pc.or_(look, pc.is_valid(batch.column(name)))
         candidates = np.flatnonzero(pc.fill_null(look, True).to_numpy(zero_copy_only=False))
         if not len(candidates):
             counts["kept"] += batch.num_rows
@@ -92,7 +96,8 @@ class PromptFilter(BaseFilter):
         drop = np.zeros(batch.num_rows, dtype=bool)
         for i, row in zip(candidates, rows):
             reason = prompt_problem(row["inputs"], row["targets"], row.get("render_error"),
-                                    bool(row.get("data_has_none")), bool(row.get("data_has_jinja")))
+                                    bool(row.get("data_has_none")), bool(row.get("data_has_jinja")),
+                                    row.get("excluded"))
             if reason:
                 drop[i] = True
                 meta = {k: v for k, v in row.items() if k not in ("inputs", "id") and v is not None}
@@ -104,5 +109,5 @@ class PromptFilter(BaseFilter):
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         meta = doc.metadata
         reason = prompt_problem(doc.text, meta["targets"], meta.get("render_error"), bool(meta.get("data_has_none")),
-                                bool(meta.get("data_has_jinja")))
+                                bool(meta.get("data_has_jinja")), meta.get("excluded"))
         return True if reason is None else (False, reason)

@@ -33,10 +33,12 @@ RENDERED_NONE = re.compile(r"(?<![\w])None(?![\w])")
 # the same tests for a whole column (RE2 has no look-around: "None" is a superset, checked exactly per row)
 LEFTOVER_JINJA_RE2 = LEFTOVER_JINJA.pattern
 NONE_SUBSTRING = "None"
+# a derived template (original_task: false) that names no derived_task is not the entry's evaluated task
+DERIVED_TEST = "derived template without derived_task, kept out of the test config"
 
 DATASET_KEY = b"dataset_name"  # schema metadata of a source-rows table: the dataset its rows belong to
 PER_ROW = ("source_id", "split", "source_split", "source_row")  # prompt columns taken from the source row
-CHECK_COLUMNS = ("render_error", "data_has_jinja", "data_has_none")
+CHECK_COLUMNS = ("render_error", "excluded", "data_has_jinja", "data_has_none")
 
 
 def row_id(dataset: str, source_split: str, source_row: int, template_id: str) -> str:
@@ -87,8 +89,10 @@ class SourceRowsReader(PipelineStep):
 
 
 def template_columns(entry: CatalogEntry, tpl: Template) -> dict[str, str]:
-    """The columns every prompt of ``tpl`` shares (one place to change them, e.g. a task set per template)."""
-    return {"dataset_name": entry.name, "task": entry.task, "task_family": entry.task_family, "template_id": tpl.id,
+    """The columns every prompt of ``tpl`` shares. Derived templates go to their own task
+    (``CatalogEntry.template_task``); one that names none stays in the entry's task (and is kept out of test)."""
+    task, family = entry.template_task(tpl) or (entry.task, entry.task_family)
+    return {"dataset_name": entry.name, "task": task, "task_family": family, "template_id": tpl.id,
             "template_name": tpl.name, "language": entry.language, "license": entry.license}
 
 
@@ -102,6 +106,8 @@ class _Templates:
         fixed = [t.fixed_choices for t in self.templates]
         self.fixed_choices = pa.array(fixed, pa.list_(pa.string())) if all(f is not None for f in fixed) else None
         self.id_suffixes = [t.id.encode() for t in self.templates]
+        # derived templates without a task of their own: their test prompts are set aside (DERIVED_TEST)
+        self.untasked = np.array([entry.template_task(t) is None for t in self.templates], dtype=bool)
 
 
 class RenderPrompts(PipelineStep):
@@ -174,10 +180,20 @@ class RenderPrompts(PipelineStep):
             **{k: v.take(which) for k, v in tp.columns.items()},
             **{k: table.column(k).combine_chunks().take(rows) for k in PER_ROW},
             "render_error": pa.array(error_col, pa.string()),
+            "excluded": self._excluded(tp, table, n_r),
             "data_has_jinja": has_jinja.combine_chunks().take(rows),
             "data_has_none": pa.array(has_none, pa.bool_()).take(rows),
         }
         return pa.RecordBatch.from_pydict(columns)
+
+    @staticmethod
+    def _excluded(tp: _Templates, table: pa.Table, n_rows: int) -> pa.Array:
+        """``DERIVED_TEST`` for the test prompts of a derived template without a task of its own, else null."""
+        if not tp.untasked.any():
+            return pa.nulls(n_rows * len(tp.templates), pa.string())
+        is_test = pc.equal(table.column("split"), "test").combine_chunks().to_numpy(zero_copy_only=False)
+        mask = np.repeat(is_test, len(tp.templates)) & np.tile(tp.untasked, n_rows)
+        return pc.if_else(pa.array(mask), pa.scalar(DERIVED_TEST), pa.scalar(None, pa.string()))
 
 
 def batch_documents(batch: pa.RecordBatch | pa.Table, text_field: str = "inputs") -> list[Document]:
