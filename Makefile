@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch: the 2.13.0 CPU wheel (an unpinned torch would pull a multi-GB CUDA build)
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[eval,ray,test,space,translate]"
+	$(BIN)/pip install -q -e ".[eval,ray,test,space,translate,dialogues,train]"
 	touch $(STAMP)
 
 install: $(STAMP)

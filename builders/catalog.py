@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from builders.templates import Template, TemplateError, load_templates
+from builders.templates import Template, TemplateError, load_templates, load_yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TASK_FAMILIES = (
@@ -267,7 +267,7 @@ def load_catalog(extra_dirs: list[str | Path] | tuple = (), override: bool = Fal
             raise CatalogError(f"catalog dir {root}: expected a 'catalog/' folder inside it")
         for path in sorted(catalog_dir.glob("*.yaml")):
             try:
-                raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+                raw = load_yaml(path.read_text(encoding="utf-8-sig"))
             except yaml.YAMLError as e:
                 raise CatalogError(f"catalog file {path}: invalid YAML: {e}") from e
             entry = parse_entry(raw, path, root / "templates")

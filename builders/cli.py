@@ -15,9 +15,11 @@ DEMO_DIR = Path(__file__).resolve().parent / "demo"
 # only the standard library at module level, so `arabic-prompts --help` works on a core install.
 SUBCOMMAND_MODULES = (
     "builders.evaluate",
+    "builders.training.cli",
     "builders.space_deploy",
     "builders.translate.cli",
     "builders.catalog_check",
+    "builders.dialogues.cli",
 )
 
 

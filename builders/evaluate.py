@@ -14,7 +14,8 @@ card (README.md YAML front matter), e.g. a PEFT adapter's, with huggingface_hub'
 EvalResult (and ``metadata_update`` with ``--push-to-hub``).
 
 ``evaluate merge-adapter`` merges a LoRA adapter into its base model (safetensors), the folder to
-give lighteval as ``model_name=`` (lighteval 0.13's own adapter loader requires peft==0.3.0).
+give lighteval as ``model_name=`` (lighteval 0.13's own adapter loader requires peft==0.3.0); it runs
+``builders.training.merge.merge_adapter``, the same code as ``arabic-prompts merge``.
 
 The lighteval task file and its Arabic ROUGE-L scorer live in ``eval_tasks/arabic_prompts.py``
 (standalone, for evaluators). ``compare`` works on the per-item scores lighteval saved, so it needs
@@ -657,38 +658,6 @@ def pick_card_run(runs: list[Run], card_path: str | Path | None, label: str | No
 
 
 # --------------------------------------------------------------------------------------------
-# Merging a LoRA adapter (for lighteval)
-# --------------------------------------------------------------------------------------------
-
-
-def merge_adapter(base: str, adapter: str | Path, out: str | Path, dtype: str = "float32",
-                  trust_remote_code: bool = False) -> Path:
-    """Base model + PEFT adapter -> one merged model folder (safetensors) with its tokenizer."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    adapter = Path(adapter)
-    if not (adapter / "adapter_config.json").is_file():
-        raise EvaluateError(f"{adapter}: not a PEFT adapter folder (no adapter_config.json)")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise EvaluateError(f"{out}: already exists and is not empty; merge into a new folder (lighteval caches "
-                            "generations per model path and would not notice new weights there)")
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    has_tokenizer = any((adapter / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
-    tokenizer = AutoTokenizer.from_pretrained(str(adapter) if has_tokenizer else base,
-                                              trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-    if len(tokenizer) != model.get_input_embeddings().weight.shape[0] and has_tokenizer:
-        model.resize_token_embeddings(len(tokenizer))
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    merged.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
 
@@ -718,6 +687,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_merge_adapter(args) -> int:
+    from builders.training.merge import merge_adapter  # one implementation, shared with `arabic-prompts merge`
+
     out = merge_adapter(args.base, args.adapter, args.out, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     print(f"merged {args.adapter} into {args.base}: {out}")
     print(f'evaluate it: lighteval accelerate "model_name={out},dtype={args.dtype}" "arabic_prompts|0" '

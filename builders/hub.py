@@ -195,24 +195,26 @@ def publish(folder: str | Path, repo_id: str, version: str, endpoint: str | None
             raise ValueError(f"{repo_id}: tag {tag} already points at {tags[tag][:8]}, whose content differs from "
                              f"{folder}; nothing was uploaded. Bump --version")
         return PublishResult(repo_id, tag, tags[tag], created_commit=False, created_tag=False)
-    before = _head(api, repo_id)
     # upload_folder is multi-commit and resumable in huggingface_hub 1.x (it supersedes upload_large_folder)
-    # and skips files whose content is already on the Hub, so unchanged content makes no commit.
-    info = api.upload_folder(
-        repo_id=repo_id,
-        repo_type="dataset",
-        folder_path=str(folder),
-        ignore_patterns=PUBLISH_IGNORE,
-        delete_patterns=["data/**"],  # shards of an earlier version that this build no longer has
-        commit_message=f"arabic-prompts {version}",
-    )
-    commit = getattr(info, "oid", None) or _head(api, repo_id)
+    commit, created = upload(api, repo_id, "dataset", folder, ignore_patterns=PUBLISH_IGNORE,
+                             delete_patterns=["data/**"],  # shards of an earlier version this build no longer has
+                             commit_message=f"arabic-prompts {version}")
     api.create_tag(repo_id, tag=tag, revision=commit, repo_type="dataset", tag_message=f"arabic-prompts {version}")
-    return PublishResult(repo_id, tag, commit, created_commit=commit != before, created_tag=True)
+    return PublishResult(repo_id, tag, commit, created_commit=created, created_tag=True)
 
 
-def _head(api, repo_id: str) -> str | None:
+def head(api, repo_id: str, repo_type: str = "dataset") -> str | None:
+    """The repo's current commit, or None for a new, empty repo."""
     try:
-        return api.repo_info(repo_id, repo_type="dataset").sha
+        return api.repo_info(repo_id, repo_type=repo_type).sha
     except Exception:  # a new, empty repo has no head yet
         return None
+
+
+def upload(api, repo_id: str, repo_type: str, folder: Path | str, **kwargs) -> tuple[str | None, bool]:
+    """``upload_folder``, then the commit the repo is at and whether the upload made it (huggingface_hub skips
+    files whose content is already on the Hub, so unchanged content makes no commit)."""
+    before = head(api, repo_id, repo_type)
+    info = api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=str(folder), **kwargs)
+    commit = getattr(info, "oid", None) or head(api, repo_id, repo_type)
+    return commit, commit != before

@@ -38,8 +38,30 @@ PROMPT_SCHEMA = pa.schema(
 )
 PROMPT_FIELDS = PROMPT_SCHEMA.names
 
+DIALOGUES = "dialogues"
+
+# A synthetic multi-turn conversation (``arabic-prompts dialogues generate``): the messages, the grid cell it was
+# generated for (topic and country keys, the ISO 639-3 code of its Arabic variety), the generator, the seed of the
+# try that succeeded and the prompt version. ``source_id`` identifies the cell (topic, country, index, seed): one
+# conversation per source, so one split per source.
+DIALOGUE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source_id", pa.string()),
+        ("split", pa.string()),
+        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("topic", pa.string()),
+        ("country", pa.string()),
+        ("dialect", pa.string()),
+        ("generator", pa.string()),
+        ("seed", pa.int64()),
+        ("prompt_version", pa.string()),
+    ]
+)
+DIALOGUE_FIELDS = DIALOGUE_SCHEMA.names
+
 # kind -> the schema of its shards. Pipelines that write other datasets add their kind here.
-SCHEMAS: dict[str, pa.Schema] = {PROMPTS: PROMPT_SCHEMA}
+SCHEMAS: dict[str, pa.Schema] = {PROMPTS: PROMPT_SCHEMA, DIALOGUES: DIALOGUE_SCHEMA}
 
 
 def extend(base: pa.Schema, fields: list[tuple[str, pa.DataType]] | list[pa.Field]) -> pa.Schema:
@@ -50,6 +72,14 @@ def extend(base: pa.Schema, fields: list[tuple[str, pa.DataType]] | list[pa.Fiel
     if clash:
         raise ValueError(f"columns {clash} are already in the schema")
     return pa.schema(list(base) + new)
+
+
+# A training mixture (``arabic-prompts mix``): prompt rows sampled from built datasets, plus where each came from:
+# ``origin`` (native: built from Arabic datasets; translated: from the translated-prompts pipeline) and ``input``
+# (the dataset folder or Hub id it was sampled from).
+MIXTURE = "mixture"
+MIXTURE_SCHEMA = extend(PROMPT_SCHEMA, [("origin", pa.string()), ("input", pa.string())])
+SCHEMAS[MIXTURE] = MIXTURE_SCHEMA
 
 
 def schema_for(kind: str) -> pa.Schema:

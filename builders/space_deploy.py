@@ -72,6 +72,8 @@ def deploy(repo_id: str, folder: str | Path = SPACE_DIR, endpoint: str | None = 
     """Create the Space repo if needed (sdk gradio), upload ``folder``, set ``variables`` (e.g. ADAPTER)."""
     from huggingface_hub import HfApi
 
+    from builders.hub import upload
+
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id or ""):
         raise ValueError(f"--repo must look like ORG/NAME, not {repo_id!r}")
     for key in variables or {}:
@@ -84,22 +86,12 @@ def deploy(repo_id: str, folder: str | Path = SPACE_DIR, endpoint: str | None = 
     endpoint = endpoint or os.environ.get("HF_ENDPOINT")
     api = api or HfApi(endpoint=endpoint, token=token)
     api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    before = _head(api, repo_id)
-    info = api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=str(folder),
-                             ignore_patterns=SPACE_IGNORE,
+    commit, created = upload(api, repo_id, "space", folder, ignore_patterns=SPACE_IGNORE,
                              commit_message=f"arabic-prompts Space (gradio {meta['sdk_version']})")
-    commit = getattr(info, "oid", None) or _head(api, repo_id)
     for key, value in (variables or {}).items():
         api.add_space_variable(repo_id, key, value)
     url = f"{(endpoint or 'https://huggingface.co').rstrip('/')}/spaces/{repo_id}"
-    return DeployResult(repo_id, commit, created_commit=commit != before, url=url)
-
-
-def _head(api, repo_id: str) -> str | None:
-    try:
-        return api.repo_info(repo_id, repo_type="space").sha
-    except Exception:  # a new, empty repo has no head yet
-        return None
+    return DeployResult(repo_id, commit, created_commit=created, url=url)
 
 
 def cmd_deploy(args) -> int:

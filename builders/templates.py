@@ -99,9 +99,10 @@ def make_environment() -> PromptEnvironment:
 ENV = make_environment()
 
 
-class _TagLoader(yaml.SafeLoader):
-    """Reads PromptSource's files: ``!Template`` and ``!TemplateMetadata`` become plain mappings. A key given
-    twice in one mapping (two templates under one id) is an error, not a silent overwrite."""
+class _TagLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where PyYAML has it
+    """Reads catalog entries and PromptSource's files: ``!Template`` and ``!TemplateMetadata`` become plain
+    mappings. A key given twice in one mapping (two templates under one id, a catalog key written twice) is an
+    error, not a silent overwrite."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -119,6 +120,11 @@ def _mapping(loader: yaml.SafeLoader, node: yaml.Node) -> dict:
 
 _TagLoader.add_constructor("!Template", _mapping)
 _TagLoader.add_constructor("!TemplateMetadata", _mapping)
+
+
+def load_yaml(text: str):
+    """One YAML document through the loader above (safe, duplicate keys refused)."""
+    return yaml.load(text, Loader=_TagLoader)
 
 
 @dataclass
@@ -262,7 +268,7 @@ def load_templates(path: str | Path, dataset: str | None = None) -> list[Templat
     """Load a PromptSource ``templates.yaml`` (ours or PromptSource's own English ones)."""
     path = Path(path)
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_TagLoader)
+        doc = load_yaml(path.read_text(encoding="utf-8-sig"))
     except (OSError, yaml.YAMLError) as e:
         raise TemplateError(f"templates file {path}: cannot read: {e}") from e
     if not isinstance(doc, dict) or not isinstance(doc.get("templates"), dict):

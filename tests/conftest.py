@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["space_fixtures", "translate_fixtures"]
+pytest_plugins = ["space_fixtures", "translate_fixtures", "dialogues_fixtures", "train_fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

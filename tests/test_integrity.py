@@ -317,6 +317,21 @@ def test_a_user_entry_shadowing_a_package_entry_needs_override(tmp_path):
     assert load_catalog([tmp_path], override=True)["ajgt_sentiment"].license == "cc-by-4.0"
 
 
+def test_a_catalog_key_written_twice_is_refused(tmp_path):
+    """A catalog file that names a key twice (two `license:` lines) stops with the file and the key, instead of
+    YAML's silent last-one-wins."""
+    src = load_catalog()["ajgt_sentiment"]
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "templates" / "ajgt_user").mkdir(parents=True)
+    text = src.source_file.read_text(encoding="utf-8").replace("name: ajgt_sentiment", "name: ajgt_user")
+    (tmp_path / "catalog" / "ajgt_user.yaml").write_text(text + "license: cc-by-4.0\n", encoding="utf-8")
+    (tmp_path / "templates" / "ajgt_user" / "templates.yaml").write_text(
+        src.templates_file.read_text(encoding="utf-8").replace("dataset: ajgt_sentiment", "dataset: ajgt_user"),
+        encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"ajgt_user\.yaml.*'license' appears twice"):
+        load_catalog([tmp_path])
+
+
 # ------------------------------------------------------------------------------------------ Hub revisions
 
 

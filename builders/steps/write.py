@@ -8,16 +8,12 @@ yields the file's record batches instead of one Document per row."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datatrove.data import Document
 from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import ParquetWriter
-
-_PLACEHOLDER = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
 def row_adapter(schema: pa.Schema, text_field: str = "inputs"):
@@ -38,12 +34,12 @@ def _is_batch(item) -> bool:
 
 class RowWriter(ParquetWriter):
     """datatrove's ParquetWriter for a row schema, on the hot path of a build: each file name is computed once
-    per (rank, task, split[, file number]) instead of string work for every row, and the per-document
-    statistics (three counter updates per row) become one count per file, recorded when it closes.
+    per (rank, the metadata fields its template names[, file number]) instead of string work for every row, and the
+    per-document statistics (three counter updates per row) become one count per file, recorded when it closes.
 
     It also takes ``pa.RecordBatch``/``pa.Table`` items (with the schema's columns; others are ignored): each
-    batch is grouped by the columns the file name uses, and the groups are buffered and written in row groups
-    of ``batch_size`` rows. Items go on unchanged to the next step."""
+    batch is grouped by the columns the file name uses (the same fields), and the groups are buffered and written
+    in row groups of ``batch_size`` rows. Items go on unchanged to the next step."""
 
     def __init__(self, output_folder, schema: pa.Schema, output_filename: str, text_field: str = "inputs",
                  max_file_size: int = -1, **kwargs):
@@ -58,8 +54,8 @@ class RowWriter(ParquetWriter):
         return name
 
     def _get_output_filename(self, document: Document, rank: int | str = 0, **kwargs) -> str:
-        meta = document.metadata
-        return self._memo(f"{rank}/{meta.get('task')}/{meta.get('split')}",
+        meta = document.metadata  # names memoised by the fields the template uses (${task}/${split}, ${dialect}, ...)
+        return self._memo("/".join([str(rank), *(str(meta.get(n)) for n in self._name_fields())]),
                           lambda: super(RowWriter, self)._get_output_filename(document, rank, **kwargs))
 
     def _get_filename_with_file_id(self, filename: str) -> str:
@@ -85,12 +81,11 @@ class RowWriter(ParquetWriter):
     # ------------------------------------------------------------------------------------ batches
 
     def _name_fields(self) -> list[str]:
-        fields = []
-        for m in _PLACEHOLDER.finditer(self.output_filename.template):
-            name = m.group(1) or m.group(2)
-            if name not in ("rank", "id") and name not in fields:
-                fields.append(name)
-        return fields
+        """The metadata fields the file name template uses (what the Document path memoises names by)."""
+        names = self.__dict__.get("_template_names")
+        if names is None:
+            names = self.__dict__["_template_names"] = [n for n in self.output_filename.get_identifiers() if n != "rank"]
+        return names
 
     def _groups(self, batch: pa.RecordBatch | pa.Table) -> list[tuple[dict, pa.RecordBatch | pa.Table]]:
         """The batch split by the values of the file name's fields (order kept within each group)."""

@@ -12,7 +12,7 @@ Stages (datatrove pipelines of the steps in ``builders.translate.steps``, on the
               the all-segments threshold; kept rows get a config per collection and task, the others ``rejected``
 5. find       the builder's ``FindDuplicates``: two English prompts can translate into one Arabic input, which
               must not sit in two splits
-6. write      ``RankParquetReader -> DropDuplicates -> ConfigRowWriter`` into ``_build/staging/<config>/<split>/``
+6. write      ``RankParquetReader -> DropDuplicates -> RowWriter`` into ``_build/staging/<config>/<split>/``
 
 Then the builder's ``finalize`` places and checks the shards and writes the manifest (kind
 ``translated-prompts``); the run report, a ``qe_min`` histogram and the card follow. Translations and scores go
@@ -38,9 +38,8 @@ from datatrove.pipeline.writers import ParquetWriter
 from builders import __version__
 from builders.executors import ExecutorConfig, check_complete, make_executor, slurm_done
 from builders.finalize import MARKER, WORK, check_output_folder, finalize, mark_ours
-from builders.schema import PROMPT_SCHEMA, TRANSLATED, TRANSLATED_SCHEMA, extend
+from builders.schema import PROMPT_SCHEMA, REJECT_SCHEMA, TRANSLATED, TRANSLATED_SCHEMA, extend
 from builders.steps import BuildError
-from builders.schema import REJECT_SCHEMA
 from builders.steps.dedup import DropDuplicates, FindDuplicates, PromptSignatures
 from builders.steps.rejects import reject_adapter
 from builders.steps.write import RankParquetReader, RowWriter
@@ -49,7 +48,6 @@ from builders.translate.cache import SegmentCache
 from builders.translate.english import EnglishSources, english_files
 from builders.translate.steps import (
     REJECTED,
-    ConfigRowWriter,
     EnglishRowsReader,
     MergeCaches,
     PairBuckets,
@@ -171,7 +169,7 @@ def run_stages(cfg: TranslateConfig, work: Path, units: list[dict], qe: dict) ->
                        exclusion_writer=ParquetWriter(str(work / "rejected" / "duplicates"),
                                                       adapter=reject_adapter("duplicate"), schema=REJECT_SCHEMA,
                                                       max_file_size=-1)),
-        ConfigRowWriter(str(work / "staging"), TRANSLATED_SCHEMA, output_filename="${config}/${split}/${rank}.parquet"),
+        RowWriter(str(work / "staging"), TRANSLATED_SCHEMA, output_filename="${config}/${split}/${rank}.parquet"),
     ], tasks=len(units), logging_dir=logs / "6-write", depends=find, name="write")
     write.run()
     if cfg.executor != "slurm":

@@ -7,7 +7,6 @@
 - ``ScorePrompts``: CometKiwi on every (segment, translation) pair through the cached scorer, ``qe_min``, the
   all-segments threshold, human corrections; a prompt that fails is routed to the ``rejected`` config with the
   failing segment and its score;
-- ``ConfigRowWriter``: the builder's ``RowWriter`` keyed by output config.
 
 Models are loaded once per worker process (``_models``) and reused by every task that process runs.
 """
@@ -23,7 +22,6 @@ from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from tqdm.auto import tqdm
 
-from builders.steps.write import RowWriter
 from builders.translate.segment import reassemble, segment, segment_target, segments_of
 
 REJECTED = "rejected"
@@ -295,13 +293,3 @@ class ScorePrompts(PipelineStep):
             "config": REJECTED if reason else config_name(meta["source_collection"], meta["task"]),
         }
         return Document(text=inputs, id=doc.id, metadata=row)
-
-
-class ConfigRowWriter(RowWriter):
-    """``RowWriter`` whose file names are remembered per (rank, config, split): a rank writes several configs."""
-
-    def _get_output_filename(self, document: Document, rank: int | str = 0, **kwargs) -> str:
-        meta = document.metadata
-        return self._memo(f"{rank}/{meta['config']}/{meta['split']}",
-                          lambda: super(RowWriter, self)._get_output_filename(document, rank, **kwargs))
-

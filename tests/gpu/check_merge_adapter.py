@@ -1,5 +1,5 @@
 """On-demand GPU check (not collected by pytest; falls back to CPU): merge a LoRA adapter into a tiny random Qwen2
-in bf16 with builders.evaluate.merge_adapter, compare the merged model's logits with base+adapter (unmerged) on
+in bf16 with builders.training.merge.merge_adapter, compare the merged model's logits with base+adapter (unmerged) on
 CUDA, and generate. Needs torch, transformers, peft and tokenizers only.
 
     python tests/gpu/check_merge_adapter.py      # from the repository root
@@ -10,7 +10,7 @@ import json, sys, tempfile, time
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from builders.evaluate import merge_adapter
+from builders.training.merge import merge_adapter
 from peft import LoraConfig, PeftModel, get_peft_model
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM

@@ -1,0 +1,1 @@
+"""The adapter model-card template (shipped in the wheel as ``builders.model_cards``)."""
