@@ -130,17 +130,28 @@ class Finalized:
 
 
 def finalize(out: Path, staging: Path, *, kind: str, schema: pa.Schema, manifest: dict,
-             text_column: str | None = "inputs", group_column: str | None = "source_id") -> Finalized:
+             text_column: str | None = "inputs", group_column: str | None = "source_id",
+             checks: dict | None = None) -> Finalized:
     """Place the shards, check them (no row id twice, no source text or normalised ``text_column`` in two
     splits: a leak stops here with BuildError), and write ``build_manifest.json``: ``manifest`` plus tool,
-    version, kind, schema, files, counts and the checks' figures."""
+    version, kind, schema, files, counts and the checks' figures.
+
+    ``checks``: the figures a pipeline's own check stage computed over exactly these rows (the prompts build's
+    ``builders.steps.verify``, in parallel); their row count must equal the shards' (from their footers).
+    Without it the figures are computed here from the shards (``check_rows``)."""
     out = Path(out)
     files = place_shards(out, staging)
     data_files = [out / f for splits in files.values() for fs in splits.values() for f in fs]
-    checks = check_rows(data_files, text_column=text_column if text_column in schema.names else None,
-                        group_column=group_column if group_column in schema.names else None)
+    by_config_split = counts(out, files)
+    if checks is None:
+        checks = check_rows(data_files, text_column=text_column if text_column in schema.names else None,
+                            group_column=group_column if group_column in schema.names else None)
+    total = sum(n for splits in by_config_split.values() for n in splits.values())
+    if checks["rows"] != total:
+        raise BuildError(f"{out}: the checks saw {checks['rows']} rows but the shards hold {total} "
+                         f"(a bug: please report it)")
     full = {"tool": TOOL, "version": __version__, "kind": kind, "fields": schema.names, **manifest,
-            "files": files, "counts": {"total": checks["rows"], "by_config_split": counts(out, files)},
+            "files": files, "counts": {"total": checks["rows"], "by_config_split": by_config_split},
             "checks": checks}
     (out / MANIFEST).write_text(json.dumps(full, ensure_ascii=False, indent=1), encoding="utf-8")
     (out / PLACING).unlink(missing_ok=True)

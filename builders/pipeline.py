@@ -4,13 +4,16 @@ Stages (each a datatrove pipeline of the small steps in ``builders.steps``; exec
 
 0. ingest   ``IngestSource`` (one task per dataset): read, map columns, check labels, key each row by its text
 1. assign   ``AssignSplits`` (one task): one split per source text across the whole build
-2. render   ``SourceRowsReader -> RenderPrompts -> PromptFilter -> RowWriter -> PromptSignatures``
+2. render   ``SourceRowsReader -> RenderPrompts -> PromptFilter -> PromptSignatures -> RowWriter``
             (one task per chunk of source rows: bounded prompts per task, so memory stays flat)
-3. find     ``FindDuplicates`` (one task): exact duplicates and inputs a higher split already has
-4. write    ``RankParquetReader -> DropDuplicates -> RowWriter`` into ``_build/staging/<task>/<split>/``
+3. find     ``FindDuplicates`` (one task per hash bucket): exact duplicates and inputs a higher split already has
+4. write    ``RankParquetReader -> DropDuplicates -> RowWriter -> CheckSignatures`` into
+            ``_build/staging/<task>/<split>/``
+5. check    ``FindLeaks`` (one task per hash bucket): ids, source texts and inputs of the written rows
 
-Then ``builders.finalize`` names the shards ``data/<task>/<split>-XXXXX-of-YYYYY.parquet`` and checks them, and
-the report and card are written. datatrove records finished tasks under ``_build/logs``: a killed build run
+Render and write pass Arrow record batches between their steps (columns, not one Document per prompt). Then
+``builders.finalize`` names the shards ``data/<task>/<split>-XXXXX-of-YYYYY.parquet`` (refusing a leak the
+check stage found), and the report and card are written. datatrove records finished tasks under ``_build/logs``: a killed build run
 again skips what finished and redoes the rest, with deterministic output, so the result is identical.
 """
 
@@ -36,15 +39,24 @@ from builders.sources import resolve_revision, source_fingerprint
 from builders.steps import BuildError
 from builders.steps.assign import AssignSplits, assigned_meta
 from builders.steps.checks import PromptFilter
-from builders.steps.dedup import DropDuplicates, FindDuplicates, PromptSignatures
+from builders.leakage import sum_figures
+from builders.steps.dedup import INPUTS_HASH, DropDuplicates, FindDuplicates, PromptSignatures
 from builders.steps.ingest import IngestSource, map_record
 from builders.steps.rejects import reject_adapter, to_json
 from builders.steps.render import RenderPrompts, SourceRowsReader
+from builders.steps.verify import CheckSignatures, FindLeaks
 from builders.steps.write import RankParquetReader, RowWriter
 
 ROW_SCHEMA, ROW_FIELDS = PROMPT_SCHEMA, PROMPT_FIELDS  # the names earlier releases exported
-# what the render stage writes: the rows plus where they came from (for rejects)
-RENDERED_SCHEMA = extend(PROMPT_SCHEMA, [("source_split", pa.string()), ("source_row", pa.int64())])
+# what the render stage writes: the rows, where they came from (for rejects) and their normalised inputs' hash
+RENDERED_SCHEMA = extend(PROMPT_SCHEMA, [("source_split", pa.string()), ("source_row", pa.int64()),
+                                         (INPUTS_HASH, pa.uint64())])
+# Small builds are cut into at least MIN_UNITS render tasks (of at least MIN_UNIT_PROMPTS prompts), so that up
+# to MIN_UNITS workers share them evenly; the plan depends on the data only, never on --workers, so the output
+# is the same whatever the number of workers. Signatures are split into one hash bucket per BUCKET_PROMPTS
+# planned prompts (at least MIN_BUCKETS): the find and check stages run one task per bucket.
+MIN_UNITS, MIN_UNIT_PROMPTS = 16, 10_000
+BUCKET_PROMPTS, MIN_BUCKETS = 1_000_000, 2
 
 
 @dataclass
@@ -93,12 +105,21 @@ def _fingerprint(cfg: BuildConfig, entries: list[CatalogEntry], revisions: dict[
 
 
 def plan_units(entries: list[CatalogEntry], work: Path, prompts_per_task: int) -> list[dict]:
+    rows = {e.name: sum(assigned_meta(work, e.name)["rows"].values()) for e in entries}
+    total = sum(rows[e.name] * len(e.templates) for e in entries)
+    per_unit = min(prompts_per_task, max(MIN_UNIT_PROMPTS, -(-total // MIN_UNITS)))
     units = []
     for e in entries:
-        n = sum(assigned_meta(work, e.name)["rows"].values())
-        step = max(1, prompts_per_task // max(1, len(e.templates)))
+        n = rows[e.name]
+        step = max(1, per_unit // max(1, len(e.templates)))
         units += [{"dataset": e.name, "start": s, "end": min(n, s + step)} for s in range(0, n, step)]
     return units
+
+
+def plan_buckets(entries: list[CatalogEntry], units: list[dict]) -> int:
+    templates = {e.name: len(e.templates) for e in entries}
+    prompts = sum((u["end"] - u["start"]) * templates[u["dataset"]] for u in units)
+    return max(MIN_BUCKETS, -(-prompts // BUCKET_PROMPTS))
 
 
 def select_entries(cfg: BuildConfig) -> list[CatalogEntry]:
@@ -146,31 +167,44 @@ def run_stages(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, revisi
     units = plan_units(entries, work, cfg.prompts_per_task)
     if not units:
         raise BuildError("no source rows survived ingest; see the build report's rejected rows")
-    (work / "plan.json").write_text(json.dumps({"units": units}))
+    buckets = plan_buckets(entries, units)
+    (work / "plan.json").write_text(json.dumps({"units": units, "buckets": buckets}))
     tasks = len(units)
     render = make_executor(ex, [
         SourceRowsReader(str(work)),
         RenderPrompts(entries, compile_per_row=compile_per_row),
         PromptFilter(exclusion_writer=ParquetWriter(str(work / "rejected" / "prompts"), adapter=reject_adapter("render"),
                                                     schema=REJECT_SCHEMA, max_file_size=-1)),
-        RowWriter(str(work / "rendered"), RENDERED_SCHEMA, output_filename="${rank}.parquet"),
-        PromptSignatures(str(work / "dedup" / "sigs")),
+        PromptSignatures(str(work / "dedup" / "sigs"), buckets=buckets),
+        # a work file read once by the write stage: no content-defined chunking or page index, big row groups
+        RowWriter(str(work / "rendered"), RENDERED_SCHEMA, output_filename="${rank}.parquet", batch_size=16_384,
+                  use_content_defined_chunking=False, write_page_index=False),
     ], tasks=tasks, logging_dir=logs / "2-render", name="render")
     find = make_executor(ex, [FindDuplicates(str(work / "dedup" / "sigs"), str(work / "dedup" / "dups"))],
-                         tasks=1, logging_dir=logs / "3-find", depends=render, name="find")
+                         tasks=buckets, logging_dir=logs / "3-find", depends=render, name="find")
     write = make_executor(ex, [
-        RankParquetReader(str(work / "rendered"), text_key="inputs", id_key="id"),
+        RankParquetReader(str(work / "rendered"), text_key="inputs", id_key="id", batches=True, batch_size=4096),
         DropDuplicates(str(work / "dedup" / "dups"),
                        exclusion_writer=ParquetWriter(str(work / "rejected" / "duplicates"),
                                                       adapter=reject_adapter("duplicate"), schema=REJECT_SCHEMA,
                                                       max_file_size=-1)),
         RowWriter(str(work / "staging"), PROMPT_SCHEMA, output_filename="${task}/${split}/${rank}.parquet",
                   max_file_size=cfg.shard_size_mb * 2**20),
+        CheckSignatures(str(work / "checks" / "sigs"), buckets=buckets),
     ], tasks=tasks, logging_dir=logs / "4-write", depends=find, name="write")
-    write.run()
+    check = make_executor(ex, [FindLeaks(str(work / "checks" / "sigs"), str(work / "checks" / "figures"))],
+                          tasks=buckets, logging_dir=logs / "5-check", depends=write, name="check")
+    check.run()
     if cfg.executor != "slurm":
-        for stage, name in ((render, "render"), (find, "find"), (write, "write")):
+        for stage, name in ((render, "render"), (find, "find"), (write, "write"), (check, "check")):
             check_complete(stage, name)
+
+
+def build_checks(work: Path) -> dict:
+    """The check stage's figures, summed over its hash buckets."""
+    buckets = json.loads((work / "plan.json").read_text())["buckets"]
+    return sum_figures([json.loads((work / "checks" / "figures" / f"{b:04d}.json").read_text())
+                        for b in range(buckets)])
 
 
 def finalize_build(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, fingerprint: str,
@@ -195,7 +229,8 @@ def finalize_build(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, fi
         for e in entries
     ]
     done = finalize(cfg.out, work / "staging", kind=PROMPTS, schema=PROMPT_SCHEMA,
-                    manifest={"fingerprint": fingerprint, "limit": cfg.limit, "sources": sources})
+                    manifest={"fingerprint": fingerprint, "limit": cfg.limit, "sources": sources},
+                    checks=build_checks(work))
     rep = report_mod.build_report(cfg.out, work, entries, done.checks)
     for s in done.manifest["sources"]:
         s["prompts"] = rep["by_dataset"].get(s["name"], 0)
@@ -211,8 +246,8 @@ def build(cfg: BuildConfig, compile_per_row: bool = False, api=None) -> BuildRes
     stands in for ``huggingface_hub.HfApi`` when resolving Hub revisions (tests)."""
     entries, work, fingerprint, revisions = prepare(cfg, api)
     run_stages(cfg, entries, work, revisions, compile_per_row=compile_per_row)
-    if cfg.executor == "slurm" and not slurm_done(work / "logs" / "4-write", len(json.loads(
-            (work / "plan.json").read_text())["units"])):
+    if cfg.executor == "slurm" and not slurm_done(work / "logs" / "5-check", json.loads(
+            (work / "plan.json").read_text())["buckets"]):
         raise BuildError(f"Slurm jobs submitted (logs in {work / 'logs'}); when they have finished, "
                          f"run the same command again to finalize {cfg.out}")
     return finalize_build(cfg, entries, work, fingerprint, revisions)

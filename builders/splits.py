@@ -22,8 +22,11 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
+from builders.hashes import hash64
 from builders.schema import SPLIT_PRIORITY, SPLITS
 from builders.textnorm import normalize
 
@@ -47,62 +50,102 @@ def part_hash(normalised: str) -> int:
     return xxhash.xxh3_64_intdigest(normalised.encode())
 
 
-def keys_of(parts: list[list[str]]) -> list[tuple[str, list[int], list[int]]]:
-    """Split keys of many rows at once (one vectorised normalisation): for each row, its key (normalised
-    non-empty parts, sorted and joined; '' when all are empty), the hashes of those parts, and the winnowing
-    fingerprints of its texts."""
+def key_columns(parts: list[list[str]]) -> tuple[list[str], pa.ListArray, pa.ListArray]:
+    """Split keys of many rows at once, as columns (one vectorised normalisation, words hashed once per
+    distinct word): each row's key (normalised non-empty parts, sorted and joined; '' when all are empty), the
+    hashes of those parts and the winnowing fingerprints of its texts (both ``list<uint64>``, sorted)."""
+    lengths = np.fromiter((len(row) for row in parts), dtype=np.int64, count=len(parts))
     flat = [p for row in parts for p in row]
-    normed = normalize(flat).to_pylist() if flat else []
-    prints = fingerprints([p or "" for p in normed])
-    out, i = [], 0
-    for row in parts:
-        mine = sorted({p for p in normed[i:i + len(row)] if p})
-        shingles = np.unique(np.concatenate([np.zeros(0, np.uint64), *prints[i:i + len(row)]]))
-        i += len(row)
-        out.append((KEY_SEPARATOR.join(mine), [part_hash(p) for p in mine], shingles.tolist()))
-    return out
+    normed = normalize(flat) if flat else pa.array([], pa.string())
+    values = normed.to_pylist()
+    keys, mine_all, counts, i = [], [], np.zeros(len(parts), dtype=np.int64), 0
+    for r, n in enumerate(lengths.tolist()):
+        mine = sorted({p for p in values[i:i + n] if p})
+        i += n
+        keys.append(KEY_SEPARATOR.join(mine))
+        mine_all += mine
+        counts[r] = len(mine)
+    part_hashes = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)),
+                                           pa.array(hash64(mine_all), pa.uint64()))
+    text, prints = fingerprint_pairs(pc.fill_null(normed, ""))
+    row = np.repeat(np.arange(len(parts)), lengths)[text] if len(text) else text
+    order = np.lexsort((prints, row))
+    row, prints = row[order], prints[order]
+    keep = np.ones(len(row), dtype=bool)
+    keep[1:] = (row[1:] != row[:-1]) | (prints[1:] != prints[:-1])
+    row, prints = row[keep], prints[keep]
+    offsets = np.searchsorted(row, np.arange(len(parts) + 1)).astype(np.int32)
+    return keys, part_hashes, pa.ListArray.from_arrays(pa.array(offsets), pa.array(prints, pa.uint64()))
+
+
+def keys_of(parts: list[list[str]]) -> list[tuple[str, list[int], list[int]]]:
+    """``key_columns`` one row at a time: for each row, (key, part hashes, fingerprints)."""
+    keys, part_hashes, shingles = key_columns(parts)
+    return list(zip(keys, part_hashes.to_pylist(), shingles.to_pylist()))
 
 
 SHINGLE_WORDS, WINDOW = 5, 6  # winnowing: any run of >= SHINGLE_WORDS + WINDOW - 1 = 10 shared words is found
 _MULT = np.array([0x100000001B3 ** (SHINGLE_WORDS - 1 - j) % 2**64 for j in range(SHINGLE_WORDS)], dtype=np.uint64)
 
 
-def fingerprints(texts: list[str]) -> list[np.ndarray]:
-    """Winnowing fingerprints (Schleimer et al., 2003) of normalised texts: hashes of 5-word shingles, the
-    smallest in every window of 6 consecutive shingles (of a text with fewer shingles, its smallest). Two texts
-    that share a run of 10 or more words share a fingerprint, so a sentence of one dataset inside a document of
-    another is found. A text of fewer than 5 words has none (its exact text still links it)."""
-    words = [t.split(" ") if t else [] for t in texts]
-    lengths = np.array([len(w) for w in words], dtype=np.int64)
-    vocab: dict[str, int] = {}
-    flat = np.fromiter((vocab[x] if x in vocab else vocab.setdefault(x, part_hash(x)) for ws in words for x in ws),
-                       dtype=np.uint64, count=int(lengths.sum()))
-    owner = np.repeat(np.arange(len(texts)), lengths)
-    out = [np.zeros(0, np.uint64)] * len(texts)
+def _word_hashes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(text index, ``part_hash`` of the word) of every word of normalised texts, in order."""
+    words = pc.split_pattern(texts, " ")
+    owner = pc.list_parent_indices(words).to_numpy()
+    flat = pc.list_flatten(words)
+    real = pc.not_equal(flat, "")  # an empty text splits into one empty "word"; a normalised text has no others
+    if not pc.all(real).as_py():
+        flat, owner = flat.filter(real), owner[real.to_numpy(zero_copy_only=False)]
+    encoded = pc.dictionary_encode(flat)
+    return owner, hash64(encoded.dictionary)[encoded.indices.to_numpy()] if len(flat) else np.zeros(0, np.uint64)
+
+
+def fingerprint_pairs(texts: pa.Array | list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Winnowing fingerprints (Schleimer et al., 2003) of normalised texts, as (text index, fingerprint) pairs
+    sorted by text then fingerprint, each pair once: hashes of 5-word shingles, the smallest in every window of
+    6 consecutive shingles (of a text with fewer shingles, its smallest). Two texts that share a run of 10 or
+    more words share a fingerprint, so a sentence of one dataset inside a document of another is found. A text
+    of fewer than 5 words has none (its exact text still links it)."""
+    texts = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
+    owner, flat = _word_hashes(texts)
+    none = (np.zeros(0, np.int64), np.zeros(0, np.uint64))
     k = SHINGLE_WORDS
     if len(flat) < k:
-        return out
+        return none
     with np.errstate(over="ignore"):
         grams = sum(flat[j:len(flat) - k + 1 + j] * _MULT[j] for j in range(k))  # wraps mod 2**64
     valid = owner[:len(grams)] == owner[k - 1:]
     grams, gram_owner = grams[valid], owner[:len(valid)][valid]
     if not len(grams):
-        return out
-    picked = [np.zeros(0, np.int64)]
+        return none
+    picked_owner, picked = [np.zeros(0, np.int64)], [np.zeros(0, np.uint64)]
     if len(grams) >= WINDOW:
         windows = np.lib.stride_tricks.sliding_window_view(grams, WINDOW)
         whole = gram_owner[:len(windows)] == gram_owner[WINDOW - 1:]
         starts = np.flatnonzero(whole)
-        picked.append(starts + windows[starts].argmin(axis=1))
+        picked_owner.append(gram_owner[starts])
+        picked.append(windows[starts].min(axis=1))
     # texts with fewer shingles than a window: their smallest shingle
     counts = np.bincount(gram_owner, minlength=len(texts))
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    for t in np.flatnonzero((counts > 0) & (counts < WINDOW)):
-        picked.append(np.array([first[t] + int(grams[first[t]:first[t] + counts[t]].argmin())]))
-    chosen = np.unique(np.concatenate(picked))
-    pairs = np.unique(np.rec.fromarrays([gram_owner[chosen], grams[chosen]], names="t,h"))
-    bounds = np.searchsorted(pairs["t"], np.arange(len(texts) + 1))
-    return [pairs["h"][bounds[i]:bounds[i + 1]].astype(np.uint64) for i in range(len(texts))]
+    short = np.flatnonzero((counts > 0) & (counts < WINDOW))
+    if len(short):
+        bounds = np.ravel(np.column_stack([first[short], first[short] + counts[short]]))
+        picked_owner.append(short)
+        picked.append(np.minimum.reduceat(np.append(grams, np.uint64(0)), bounds)[::2])
+    t, h = np.concatenate(picked_owner), np.concatenate(picked)
+    order = np.lexsort((h, t))
+    t, h = t[order], h[order]
+    keep = np.ones(len(t), dtype=bool)
+    keep[1:] = (t[1:] != t[:-1]) | (h[1:] != h[:-1])
+    return t[keep], h[keep]
+
+
+def fingerprints(texts: list[str]) -> list[np.ndarray]:
+    """``fingerprint_pairs`` per text: the sorted fingerprints of each text."""
+    t, h = fingerprint_pairs(texts)
+    bounds = np.searchsorted(t, np.arange(len(texts) + 1))
+    return [h[bounds[i]:bounds[i + 1]].astype(np.uint64) for i in range(len(texts))]
 
 
 def source_id(key: str) -> str:
@@ -145,13 +188,21 @@ def components(keys: np.ndarray, parts: list[np.ndarray], max_link_rows: int = M
     of its key texts and their fingerprints. A hash shared by more than ``max_link_rows`` rows links nothing: it
     is a category or a stock phrase, not a source text (rows that are that text alone still share their key). Returns (component of each row as a
     dense label, each component's key: its smallest node hash, stable for a given set of texts, figures).
-    Label propagation with pointer jumping on the graph of keys and texts, one edge per (row key, text)."""
+    ``components_flat`` is the same with the hashes of every row in one array."""
+    lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(keys))
+    flat = np.concatenate(parts).astype(np.uint64) if len(keys) else np.zeros(0, np.uint64)
+    return components_flat(keys, np.repeat(np.arange(len(keys)), lengths), flat, max_link_rows)
+
+
+def components_flat(keys: np.ndarray, owner: np.ndarray, flat: np.ndarray, max_link_rows: int = MAX_LINK_ROWS
+                    ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``components`` with row ``owner[i]`` holding hash ``flat[i]``. Label propagation with pointer jumping
+    on the graph of keys and texts, one edge per (row key, text); the labels are each component's smallest
+    node, whatever the order of the edges."""
     n = len(keys)
-    lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=n)
-    flat = np.concatenate(parts) if n else np.zeros(0, np.uint64)
-    owner = np.repeat(np.arange(n), lengths)
     distinct, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
     linkable = counts[inverse] <= max_link_rows
+    del inverse
     nodes, node = np.unique(np.concatenate([keys.astype(np.uint64), flat[linkable]]), return_inverse=True)
     row_node, part_node = node[:n], node[n:]
     u, v = row_node[owner[linkable]], part_node
@@ -175,17 +226,51 @@ def components(keys: np.ndarray, parts: list[np.ndarray], max_link_rows: int = M
     return comp, nodes[dense], figures
 
 
+def carve_all(component_keys: np.ndarray, own: np.ndarray, entry: np.ndarray, fractions: list[dict[str, float]],
+              missing: list[set[str]]) -> np.ndarray:
+    """``carve`` for many rows at once: the tentative split priority of each row, from its own split's
+    priority ``own``, its component's key and its entry's (``entry[r]`` indexes ``fractions``/``missing``)."""
+    out = own.astype(np.int8).copy()
+    x = (component_keys.astype(np.uint64) & np.uint64(0xFFFFFFFF)).astype(np.float64) / 2**32
+    for e, (f, m) in enumerate(zip(fractions, missing)):
+        if not m:
+            continue
+        rows = (entry == e) & (own == SPLIT_PRIORITY["train"])
+        val = f.get("validation", 0.05) if "validation" in m else 0.0
+        test = f.get("test", 0.1) if "test" in m else 0.0
+        out[rows] = np.where(x[rows] < val, SPLIT_PRIORITY["validation"],
+                             np.where(x[rows] < val + test, SPLIT_PRIORITY["test"], SPLIT_PRIORITY["train"]))
+    return out
+
+
+def assign_flat(keys: np.ndarray, owner: np.ndarray, flat: np.ndarray, own: np.ndarray, entry: np.ndarray,
+                fractions: list[dict[str, float]], missing: list[set[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """``assign`` on arrays: row ``owner[i]`` holds hash ``flat[i]``; ``own`` is each row's own split priority,
+    ``entry`` the index of its entry in ``fractions``/``missing``. Returns (split priorities, tentative
+    priorities, component labels, figures)."""
+    comp, comp_key, figures = components_flat(keys, owner, flat)
+    tentative = carve_all(comp_key[comp], own, entry, fractions, missing)
+    best = np.zeros(len(comp_key), dtype=np.int8)
+    np.maximum.at(best, comp, tentative)
+    return best[comp], tentative, comp, figures
+
+
 def assign(keys: np.ndarray, parts: list[np.ndarray], own: list[str], fractions: list[dict[str, float]],
            missing: list[set[str]]) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
     """The build-wide split of every row (rows of all entries together). ``fractions[r]`` / ``missing[r]``
     are those of row r's entry. Returns (splits, tentative priorities, component labels, figures)."""
-    comp, comp_key, figures = components(keys, parts)
-    tentative = np.array([SPLIT_PRIORITY[carve(comp_key[c], f, m) if o == "train" and m else o]
-                          for o, c, f, m in zip(own, comp, fractions, missing)], dtype=np.int8)
-    best = np.zeros(len(comp_key), dtype=np.int8)
-    np.maximum.at(best, comp, tentative)
-    return [PRIORITY_SPLIT[int(p)] for p in best[comp]], tentative, comp, figures
+    groups: dict[tuple, int] = {}
+    entry = np.array([groups.setdefault((tuple(sorted(f.items())), frozenset(m)), len(groups))
+                      for f, m in zip(fractions, missing)], dtype=np.int64)
+    kinds = sorted(groups, key=groups.get)
+    lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(keys))
+    flat = np.concatenate(parts).astype(np.uint64) if len(keys) else np.zeros(0, np.uint64)
+    best, tentative, comp, figures = assign_flat(
+        keys, np.repeat(np.arange(len(keys)), lengths), flat, np.array([SPLIT_PRIORITY[o] for o in own], np.int8),
+        entry, [dict(f) for f, _ in kinds], [set(m) for _, m in kinds])
+    return [PRIORITY_SPLIT[int(p)] for p in best], tentative, comp, figures
 
 
-__all__ = ["SPLITS", "KEY_SEPARATOR", "key_text", "keys_of", "source_id", "carve", "carve_fraction",
-           "missing_splits", "components", "assign"]
+__all__ = ["SPLITS", "KEY_SEPARATOR", "key_text", "keys_of", "key_columns", "fingerprints", "fingerprint_pairs",
+           "source_id", "carve", "carve_all", "carve_fraction", "missing_splits", "components", "components_flat",
+           "assign", "assign_flat"]

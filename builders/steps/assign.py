@@ -23,7 +23,9 @@ from datatrove.pipeline.base import PipelineStep
 
 from builders.catalog import CatalogEntry
 from builders.schema import SOURCE_SCHEMA, SPLIT_PRIORITY, SPLITS
-from builders.splits import assign, missing_splits
+from builders.hashes import hex64
+from builders.leakage import split_priorities
+from builders.splits import PRIORITY_SPLIT, assign_flat, missing_splits
 from builders.steps.rejects import RejectLog
 
 
@@ -33,12 +35,6 @@ def assigned_path(work: Path, name: str) -> Path:
 
 def assigned_meta(work: Path, name: str) -> dict:
     return json.loads((work / "sources" / f"{name}.assigned.json").read_text(encoding="utf-8"))
-
-
-def _lists(column: pa.ChunkedArray) -> list[np.ndarray]:
-    flat = column.combine_chunks()
-    offsets, values = flat.offsets.to_numpy(), flat.values.to_numpy()
-    return [values[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
 class AssignSplits(PipelineStep):
@@ -51,40 +47,48 @@ class AssignSplits(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         work = Path(self.work)
-        columns = {}
-        parts, shingles, own, fractions, missing = [], [], [], [], []
-        for e in self.entries:
+        columns, keys, owners, flats, own, entry_of, fractions, missing = {}, [], [], [], [], [], [], []
+        offset = 0
+        for i, e in enumerate(self.entries):  # every row's key and linking hashes, as flat arrays
             meta = json.loads((work / "sources" / f"{e.name}.json").read_text(encoding="utf-8"))
             cols = pq.read_table(work / "sources" / f"{e.name}.parquet",
                                  columns=["source_id", "own_split", "parts", "shingles", "row_hash", "label_hash"])
-            columns[e.name] = cols
-            parts += _lists(cols["parts"])
-            shingles += _lists(cols["shingles"])
-            own += cols["own_split"].to_pylist()
-            gaps = missing_splits(meta["own_rows"])
-            fractions += [e.split_fractions] * cols.num_rows
-            missing += [gaps] * cols.num_rows
-        keys = np.array([int(i, 16) for e in self.entries for i in columns[e.name]["source_id"].to_pylist()],
-                        dtype=np.uint64)
-        splits, tentative, comp, linked = assign(keys, [np.concatenate([p, q]) for p, q in zip(parts, shingles)],
-                                                 own, fractions, missing)
+            n = cols.num_rows
+            keys.append(hex64(cols["source_id"]))
+            for name in ("parts", "shingles"):
+                lists = cols[name].combine_chunks()
+                owners.append(pc.list_parent_indices(lists).to_numpy().astype(np.int64) + offset)
+                flats.append(pc.list_flatten(lists).to_numpy().astype(np.uint64))
+            own.append(split_priorities(cols["own_split"]).astype(np.int8))
+            entry_of.append(np.full(n, i, dtype=np.int32))
+            fractions.append(e.split_fractions)
+            missing.append(missing_splits(meta["own_rows"]))
+            columns[e.name] = cols.select(["source_id", "row_hash", "label_hash"])
+            offset += n
+
+        def joined(parts, dtype):
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+        priorities, tentative, comp, linked = assign_flat(
+            joined(keys, np.uint64), joined(owners, np.int64), joined(flats, np.uint64), joined(own, np.int8),
+            joined(entry_of, np.int32), fractions, missing)
+        del owners, flats
         sizes = np.bincount(comp) if len(comp) else np.zeros(0, np.int64)
         figures = {"rows": len(comp), "components": int(len(sizes)),
                    "largest_component_rows": int(sizes.max()) if len(sizes) else 0, **linked}
         start = 0
         for e in self.entries:
             n = columns[e.name].num_rows
-            self._write_entry(work, e, columns[e.name], splits[start:start + n], tentative[start:start + n])
+            self._write_entry(work, e, columns[e.name], priorities[start:start + n], tentative[start:start + n])
             start += n
         (work / "splits.json").write_text(json.dumps(figures, indent=1), encoding="utf-8")
         self.stat_update("components", value=figures["components"])
         return
         yield
 
-    def _write_entry(self, work: Path, entry: CatalogEntry, cols: pa.Table, splits: list[str],
+    def _write_entry(self, work: Path, entry: CatalogEntry, cols: pa.Table, after: np.ndarray,
                      tentative: np.ndarray) -> None:
         ids = cols["source_id"].combine_chunks()
-        after = np.array([SPLIT_PRIORITY[s] for s in splits], dtype=np.int8)
         row_hash = cols["row_hash"].to_numpy()
         keep = np.zeros(len(row_hash), dtype=bool)
         keep[np.unique(row_hash, return_index=True)[1]] = True  # the first row of each content stays
@@ -94,7 +98,8 @@ class AssignSplits(PipelineStep):
         conflicting = pc.sum(pc.greater(labels_per_text["label_hash_count_distinct"], 1)).as_py() or 0
         raised = keep & (after > tentative)
         moved = {s: int(np.sum(raised & (after == SPLIT_PRIORITY[s]))) for s in SPLITS if np.any(raised & (after == SPLIT_PRIORITY[s]))}
-        counts = dict.fromkeys(SPLITS, 0)
+        names = pa.array([PRIORITY_SPLIT.get(p) for p in range(max(SPLIT_PRIORITY.values()) + 1)], pa.string())
+        counts = {s: int(np.sum(keep & (after == SPLIT_PRIORITY[s]))) for s in SPLITS}
         rejects = RejectLog(work / "rejected" / f"assign-{entry.name}.parquet")
         src = pq.ParquetFile(work / "sources" / f"{entry.name}.parquet")
         out = assigned_path(work, entry.name)
@@ -109,11 +114,9 @@ class AssignSplits(PipelineStep):
                     rejects.add(dataset_name=entry.name, template_name=None, stage="source",
                                 reason="duplicate source row", source_split=r["source_split"],
                                 source_row=r["source_row"], content=r["record"][:2000])
-                final = [s for s, k in zip(splits[offset:offset + n], mask) if k]
+                final = names.take(pa.array(after[offset:offset + n][mask].astype(np.int64)))
                 table = table.filter(pa.array(mask))
-                table = table.set_column(table.schema.get_field_index("split"), "split", pa.array(final, pa.string()))
-                for s in final:
-                    counts[s] += 1
+                table = table.set_column(table.schema.get_field_index("split"), "split", final)
                 writer.write_table(table)
                 offset += n
         os.replace(tmp, out)

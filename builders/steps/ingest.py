@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
@@ -20,7 +21,7 @@ from builders.catalog import CatalogEntry
 from builders.report import reason_kind
 from builders.schema import SOURCE_SCHEMA, SPLITS
 from builders.sources import REJECT, read_source, uses_local_layout
-from builders.splits import key_text, keys_of, source_id
+from builders.splits import key_columns, key_text, source_id
 from builders.steps import BuildError
 from builders.steps.rejects import RejectLog, to_json
 
@@ -98,31 +99,43 @@ class IngestSource(PipelineStep):
                         source_split=source_split, source_row=i, content=content[:2000])
             self.stat_update("rejected")
 
+        label_names = sorted(entry.labels)
+
         def flush(writer: pq.ParquetWriter) -> None:
-            keys = keys_of([[key_text(row.get(v)) for v in entry.split_key_vars(row)] for *_, row in pending])
-            batch = []
-            for (source_split, i, split, row), (key, parts, shingles) in zip(pending, keys):
+            key_vars = [entry.split_key_vars(row) for *_, row in pending]
+            keys, parts, shingles = key_columns([[key_text(row.get(v)) for v in kv]
+                                                 for kv, (*_, row) in zip(key_vars, pending)])
+            cols: dict[str, list] = {k: [] for k in ("source_split", "source_row", "own_split", "source_id",
+                                                     "row_hash", "label_hash", "record")}
+            keep = np.ones(len(pending), dtype=bool)
+            for j, ((source_split, i, split, row), key, kv) in enumerate(zip(pending, keys, key_vars)):
                 record = to_json(row)
                 if not key:
+                    keep[j] = False
                     reject(source_split, i, "empty split key", record)
                     continue
                 counts[split] += 1
-                key_vars = entry.split_key_vars(row)
-                others = {v: row[v] for v in row if v not in key_vars}
-                batch.append({
-                    "source_split": source_split, "source_row": i, "own_split": split, "split": split,
-                    "source_id": source_id(key), "parts": parts, "shingles": shingles, "row_hash": _hash64(key + "\x1e" + to_json(others)),
-                    "label_hash": _hash64(to_json({v: row.get(v) for v in sorted(entry.labels)})),
-                    "record": record,
-                })
-            if batch:
-                writer.write_table(pa.Table.from_pylist(batch, schema=SOURCE_SCHEMA))
+                others = {v: row[v] for v in row if v not in kv}
+                labels = {v: row.get(v) for v in label_names}
+                others_json = to_json(others)
+                cols["source_split"].append(source_split)
+                cols["source_row"].append(i)
+                cols["own_split"].append(split)
+                cols["source_id"].append(source_id(key))
+                cols["row_hash"].append(_hash64(key + "\x1e" + others_json))
+                cols["label_hash"].append(_hash64(others_json if others == labels else to_json(labels)))
+                cols["record"].append(record)
+            if cols["record"]:
+                mask = pa.array(keep)
+                data = {**cols, "split": cols["own_split"], "parts": parts.filter(mask), "shingles": shingles.filter(mask)}
+                writer.write_table(pa.table({name: data[name] for name in SOURCE_SCHEMA.names}, schema=SOURCE_SCHEMA))
             pending.clear()
 
         with pq.ParquetWriter(tmp, SOURCE_SCHEMA) as writer:
             rows = read_source(entry, local_path, self.limit, revision=self.revisions.get(entry.name))
+            read = 0
             for source_split, i, record in tqdm(rows, desc=f"read {entry.name}", unit=" rows", mininterval=2):
-                self.stat_update("source_rows")
+                read += 1
                 row, reason = map_record(entry, record, local_layout)
                 split = own_split(entry, source_split) if row is not None else None
                 if row is not None and split is None:
@@ -134,6 +147,7 @@ class IngestSource(PipelineStep):
                 if len(pending) >= 5000:
                     flush(writer)
             flush(writer)
+            self.stat_update("source_rows", value=read)
         os.replace(tmp, out)
         rejects.close()
         meta = {"own_rows": counts, "rejected": rejected, "num_templates": len(entry.templates)}

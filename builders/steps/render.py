@@ -1,12 +1,24 @@
 """Stage 2, render: ``SourceRowsReader -> RenderPrompts``. One task per chunk of source rows (the plan unit of
-its rank), every row x every template of its dataset, templates compiled once and rendered in the sandbox."""
+its rank), every row x every template of its dataset, templates compiled once and rendered in the sandbox.
+
+The stage passes Arrow batches, not one Document per prompt: ``SourceRowsReader`` yields tables of source rows,
+``RenderPrompts`` decodes each row once, renders it with every template and yields one ``pa.RecordBatch`` of
+prompts (the prompt columns, ``source_split``/``source_row`` for rejects, and the check columns
+``render_error``, ``data_has_jinja``, ``data_has_none``) built from column lists; the columns that are the
+same for every prompt of a template (dataset, task, template ...) are taken from one small array. The later
+steps (``PromptFilter``, ``PromptSignatures``, ``RowWriter``) take these batches. ``PromptDocuments`` turns
+them back into one datatrove Document per prompt for a pipeline that wants those."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
@@ -14,18 +26,23 @@ from tqdm.auto import tqdm
 
 from builders.catalog import CatalogEntry
 from builders.steps.assign import assigned_path
-from builders.templates import TemplateError, apply_like_promptsource
+from builders.templates import Template, TemplateError, apply_like_promptsource
 
 LEFTOVER_JINJA = re.compile(r"\{\{|\}\}|\{%|%\}")
 RENDERED_NONE = re.compile(r"(?<![\w])None(?![\w])")
+# the same tests for a whole column (RE2 has no look-around: "None" is a superset, checked exactly per row)
+LEFTOVER_JINJA_RE2 = LEFTOVER_JINJA.pattern
+NONE_SUBSTRING = "None"
 # a derived template (original_task: false) that names no derived_task is not the entry's evaluated task
 DERIVED_TEST = "derived template without derived_task, kept out of the test config"
+
+DATASET_KEY = b"dataset_name"  # schema metadata of a source-rows table: the dataset its rows belong to
+PER_ROW = ("source_id", "split", "source_split", "source_row")  # prompt columns taken from the source row
+CHECK_COLUMNS = ("render_error", "excluded", "data_has_jinja", "data_has_none")
 
 
 def row_id(dataset: str, source_split: str, source_row: int, template_id: str) -> str:
     """Deterministic prompt id: dataset, source split, source row and template."""
-    import hashlib
-
     key = f"{dataset}\x1f{source_split}\x1f{source_row}\x1f{template_id}"
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
@@ -34,15 +51,20 @@ def plan_unit(work: str | Path, rank: int) -> dict:
     return json.loads((Path(work) / "plan.json").read_text())["units"][rank]
 
 
+def dataset_of(table: pa.Table | pa.RecordBatch) -> str:
+    return table.schema.metadata[DATASET_KEY].decode()
+
+
 class SourceRowsReader(PipelineStep):
-    """The rows ``[start, end)`` of one dataset's assigned sources, as given by this rank's plan unit."""
+    """The rows ``[start, end)`` of one dataset's assigned sources, as given by this rank's plan unit, in tables
+    of at most ``batch_rows`` rows (the dataset's name in the schema metadata, ``DATASET_KEY``)."""
 
     name = "source rows"
     type = "📖 - READER"
 
-    def __init__(self, work: str):
+    def __init__(self, work: str, batch_rows: int = 1024):
         super().__init__()
-        self.work = work
+        self.work, self.batch_rows = work, batch_rows
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         unit = plan_unit(self.work, rank)
@@ -50,25 +72,48 @@ class SourceRowsReader(PipelineStep):
         start, end, offset = unit["start"], unit["end"], 0
         bar = tqdm(total=end - start, desc=f"render {unit['dataset']} [{rank}]", unit=" rows", mininterval=2)
         columns = ["source_split", "source_row", "split", "source_id", "record"]
+        meta = {DATASET_KEY: unit["dataset"].encode()}
         for group in range(pf.metadata.num_row_groups):  # read only the row groups that overlap [start, end)
             n = pf.metadata.row_group(group).num_rows
             if offset + n > start and offset < end:
                 lo, hi = max(start - offset, 0), min(end - offset, n)
-                recs = pf.read_row_group(group, columns=columns).slice(lo, hi - lo).to_pylist()
-                self.stat_update("source_rows", value=len(recs))
-                bar.update(len(recs))
-                for rec in recs:
-                    yield Document(text="", id=f"{unit['dataset']}/{rec['source_split']}/{rec['source_row']}",
-                                   metadata={"dataset_name": unit["dataset"], **rec})
+                table = pf.read_row_group(group, columns=columns).slice(lo, hi - lo).replace_schema_metadata(meta)
+                self.stat_update("source_rows", value=table.num_rows)
+                bar.update(table.num_rows)
+                for b in range(0, table.num_rows, self.batch_rows):
+                    yield table.slice(b, self.batch_rows)
             offset += n
             if offset >= end:
                 break
         bar.close()
 
 
+def template_columns(entry: CatalogEntry, tpl: Template) -> dict[str, str]:
+    """The columns every prompt of ``tpl`` shares. Derived templates go to their own task
+    (``CatalogEntry.template_task``); one that names none stays in the entry's task (and is kept out of test)."""
+    task, family = entry.template_task(tpl) or (entry.task, entry.task_family)
+    return {"dataset_name": entry.name, "task": task, "task_family": family, "template_id": tpl.id,
+            "template_name": tpl.name, "language": entry.language, "license": entry.license}
+
+
+class _Templates:
+    """What RenderPrompts keeps per dataset: its templates and their shared columns as small arrays."""
+
+    def __init__(self, entry: CatalogEntry):
+        self.entry, self.templates = entry, list(entry.templates)
+        shared = [template_columns(entry, t) for t in self.templates]
+        self.columns = {k: pa.array([s[k] for s in shared], pa.string()) for k in shared[0]} if shared else {}
+        fixed = [t.fixed_choices for t in self.templates]
+        self.fixed_choices = pa.array(fixed, pa.list_(pa.string())) if all(f is not None for f in fixed) else None
+        self.id_suffixes = [t.id.encode() for t in self.templates]
+        # derived templates without a task of their own: their test prompts are set aside (DERIVED_TEST)
+        self.untasked = np.array([entry.template_task(t) is None for t in self.templates], dtype=bool)
+
+
 class RenderPrompts(PipelineStep):
-    """One source row -> one prompt document per template. A row the template cannot use (an empty answer
-    list indexed with [0], say) becomes a document carrying ``render_error``, which the checks set aside."""
+    """Source-row tables -> one prompt ``pa.RecordBatch`` per table: every row x every template, rows decoded
+    once. A row the template cannot use (an empty answer list indexed with [0], say) gives a prompt carrying
+    ``render_error``, which the checks set aside."""
 
     name = "render prompts"
     type = "✍️ - RENDER"
@@ -78,48 +123,94 @@ class RenderPrompts(PipelineStep):
         self.entries = {e.name: e for e in entries}
         self.compile_per_row = compile_per_row  # the benchmark's baseline: PromptSource's Template.apply
 
+    def _templates(self, name: str) -> _Templates:
+        cache = self.__dict__.setdefault("_per_dataset", {})
+        if name not in cache:
+            cache[name] = _Templates(self.entries[name])
+        return cache[name]
+
     def run(self, data, rank: int = 0, world_size: int = 1):
-        for doc in data:
-            meta = doc.metadata
-            entry = self.entries[meta["dataset_name"]]
-            row = json.loads(meta["record"])
-            where = f"{meta['source_split']}:{meta['source_row']}"
-            # braces or a "None" that the text itself contains are not rendering leftovers
-            flags = {k: True for k, rx in (("data_has_jinja", LEFTOVER_JINJA), ("data_has_none", RENDERED_NONE))
-                     if rx.search(meta["record"])}
-            self.stat_update("prompts", value=len(entry.templates))
-            for tpl in entry.templates:
-                route = entry.template_task(tpl)  # derived templates go to their own task (catalog.template_task)
-                task, family = route or (entry.task, entry.task_family)
+        for table in data:
+            if table.num_rows:
+                yield self.render_table(table)
+
+    def render_table(self, table: pa.Table) -> pa.RecordBatch:
+        tp = self._templates(dataset_of(table))
+        templates, n_t, n_r = tp.templates, len(tp.templates), table.num_rows
+        records = table.column("record")
+        splits, positions = table.column("source_split").to_pylist(), table.column("source_row").to_pylist()
+        inputs, targets, choices, errors = [], [], [], []
+        error_at: list[int] = []
+        dataset = tp.entry.name
+        render = apply_like_promptsource if self.compile_per_row else None
+        record_list = records.to_pylist()
+        for i, record in enumerate(record_list):
+            row = json.loads(record)
+            where = f"{splits[i]}:{positions[i]}"
+            for tpl in templates:
                 try:
-                    if self.compile_per_row:
-                        inputs, targets, choices = apply_like_promptsource(tpl, row)
-                    else:
-                        inputs, targets, choices = tpl.render(row, where)
-                    reason = None
+                    a, b, c = render(tpl, row) if render else tpl.render(row, where)
                 except TemplateError as e:
                     if not e.row_level:
                         raise
-                    inputs, targets, choices, reason = "", "", [], f"render error: {e}"
-                yield Document(
-                    text=inputs,
-                    id=row_id(entry.name, meta["source_split"], meta["source_row"], tpl.id),
-                    metadata={
-                        "source_id": meta["source_id"],
-                        "targets": targets,
-                        "dataset_name": entry.name,
-                        "task": task,
-                        "task_family": family,
-                        "template_id": tpl.id,
-                        "template_name": tpl.name,
-                        "answer_choices": choices,
-                        "split": meta["split"],
-                        "language": entry.language,
-                        "license": entry.license,
-                        "source_split": meta["source_split"],
-                        "source_row": meta["source_row"],
-                        **({"render_error": reason} if reason else {}),
-                        **({"excluded": DERIVED_TEST} if route is None and meta["split"] == "test" else {}),
-                        **flags,
-                    },
-                )
+                    a, b, c = "", "", []
+                    error_at.append(len(inputs))
+                    errors.append(f"render error: {e}")
+                inputs.append(a)
+                targets.append(b)
+                choices.append(c)
+        self.stat_update("prompts", value=len(inputs))
+        rows = pa.array(np.repeat(np.arange(n_r), n_t))
+        which = pa.array(np.tile(np.arange(n_t), n_r))
+        prefixes = [f"{dataset}\x1f{s}\x1f{p}\x1f".encode() for s, p in zip(splits, positions)]
+        ids = [hashlib.sha256(p + t).hexdigest()[:24] for p in prefixes for t in tp.id_suffixes]
+        error_col = [None] * len(inputs)
+        for j, message in zip(error_at, errors):
+            error_col[j] = message
+        # braces or a "None" that the record itself holds are not rendering leftovers
+        has_jinja = pc.match_substring_regex(records, LEFTOVER_JINJA_RE2)
+        maybe_none = pc.match_substring(records, NONE_SUBSTRING).to_pylist()
+        has_none = [bool(m and RENDERED_NONE.search(r)) for m, r in zip(maybe_none, record_list)]
+        columns = {
+            "id": pa.array(ids, pa.string()),
+            "inputs": pa.array(inputs, pa.string()),
+            "targets": pa.array(targets, pa.string()),
+            "answer_choices": (tp.fixed_choices.take(which) if tp.fixed_choices is not None and not self.compile_per_row
+                               else pa.array(choices, pa.list_(pa.string()))),
+            **{k: v.take(which) for k, v in tp.columns.items()},
+            **{k: table.column(k).combine_chunks().take(rows) for k in PER_ROW},
+            "render_error": pa.array(error_col, pa.string()),
+            "excluded": self._excluded(tp, table, n_r),
+            "data_has_jinja": has_jinja.combine_chunks().take(rows),
+            "data_has_none": pa.array(has_none, pa.bool_()).take(rows),
+        }
+        return pa.RecordBatch.from_pydict(columns)
+
+    @staticmethod
+    def _excluded(tp: _Templates, table: pa.Table, n_rows: int) -> pa.Array:
+        """``DERIVED_TEST`` for the test prompts of a derived template without a task of its own, else null."""
+        if not tp.untasked.any():
+            return pa.nulls(n_rows * len(tp.templates), pa.string())
+        is_test = pc.equal(table.column("split"), "test").combine_chunks().to_numpy(zero_copy_only=False)
+        mask = np.repeat(is_test, len(tp.templates)) & np.tile(tp.untasked, n_rows)
+        return pc.if_else(pa.array(mask), pa.scalar(DERIVED_TEST), pa.scalar(None, pa.string()))
+
+
+def batch_documents(batch: pa.RecordBatch | pa.Table, text_field: str = "inputs") -> list[Document]:
+    """One datatrove Document per row: ``text`` from ``text_field``, ``id`` from ``id``, the other columns as
+    metadata (the shape the steps took one prompt at a time)."""
+    cols = batch.to_pydict()
+    texts, ids = cols.pop(text_field), cols.pop("id")
+    names = list(cols)
+    return [Document(text=t, id=i, metadata={k: cols[k][j] for k in names}) for j, (t, i) in enumerate(zip(texts, ids))]
+
+
+class PromptDocuments(PipelineStep):
+    """Prompt batches -> one Document per prompt (for a pipeline whose later steps take Documents)."""
+
+    name = "prompt documents"
+    type = "🔧 - ADAPTER"
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        for batch in data:
+            yield from batch_documents(batch) if isinstance(batch, (pa.RecordBatch, pa.Table)) else [batch]

@@ -1,13 +1,26 @@
-"""Build throughput and peak memory on real shared data, against a PromptSource-style baseline, in one run.
+"""Build throughput and peak memory on real shared data, against the render ceiling and a PromptSource-style
+baseline, in one run.
 
-    python tests/benchmarks/bench_build.py --prompts 1000000 [--workers 1] [--baseline-prompts 50000]
+    python tests/benchmarks/bench_build.py --prompts 1000000 4000000 [--baseline-prompts 50000]
 
 The input is ASTD (../shared/data/astd/Tweets.txt, 10,006 real tweets) repeated until the build renders
 ``--prompts`` prompts; each copy's tweets get a copy number so no prompt is an exact duplicate (otherwise
-dedup would drop every repeat and the benchmark would measure nothing). Both arms run the same datatrove
-build in a fresh process; the baseline compiles each template for every example, as PromptSource's
-``Template.apply`` does. It is slow, so it renders ``--baseline-prompts`` prompts and is compared per
-prompt. Prints a table and ends with one JSON line: prompts/s per worker for both arms, the ratio, peak MB.
+dedup would drop every repeat and the benchmark would measure nothing). Every arm runs in a fresh process
+(so its peak memory is its own):
+
+- **ceiling**: the same rows and templates, compiled once, ``Template.render`` in a loop: no I/O, no build
+  (``--ceiling-prompts`` prompts, one core). What rendering alone allows.
+- **ours**: the full datatrove build end to end (ingest, split assignment, render, dedup, write, checks,
+  card), with 1 worker and with 2 workers, for every ``--prompts`` size.
+- **baseline**: the same build, compiling each template for every example as PromptSource's
+  ``Template.apply`` does. It is slow, so it renders ``--baseline-prompts`` prompts and is compared per
+  prompt.
+
+Prints a table and ends with one JSON line: ``render_ceiling_prompts_per_s``, and per size
+``ours_prompts_per_s_per_worker``, ``ours_2_workers_prompts_per_s``, ``scaling_2_workers``,
+``fraction_of_ceiling``, ``ratio_vs_baseline``, ``peak_mb`` (1 worker), plus the projected minutes for the
+paper's 67,488,303 prompts on 2 and 16 cores (the largest size's per-worker rate times the number of workers
+times the measured 2-worker efficiency; an extrapolation, not a measurement).
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 TWEETS = REPO.parent / "shared" / "data" / "astd" / "Tweets.txt"
 DATASET = "astd_sentiment"
+PAPER_PROMPTS = 67_488_303
 
 
 def write_input(path: Path, prompts: int, templates: int) -> int:
@@ -44,64 +58,136 @@ def write_input(path: Path, prompts: int, templates: int) -> int:
     return rows
 
 
-def run_arm(args) -> None:
-    """One arm, in its own process, so peak memory is its own."""
+def _peak_mb() -> float:
+    kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return kb / 1024
+
+
+def run_ceiling(args) -> dict:
+    """Compiled ``Template.render`` over the benchmark's rows (mapped to template variables once, outside the
+    timing) and every template: prompts per second on one core."""
+    sys.path.insert(0, str(REPO))
+    from builders.catalog import load_catalog
+    from builders.sources import read_source, uses_local_layout
+    from builders.steps.ingest import map_record
+
+    entry = load_catalog()[DATASET]
+    data = Path(args.work) / "ceiling.jsonl"
+    write_input(data, args.prompts, len(entry.templates))
+    local = uses_local_layout(entry, str(data))
+    rows = [(f"{s}:{i}", map_record(entry, rec, local)[0]) for s, i, rec in read_source(entry, str(data), None)]
+    templates = list(entry.templates)
+    for tpl in templates:  # compile (and warm) outside the timing
+        tpl.render(rows[0][1], rows[0][0])
+    n = 0
+    start = time.perf_counter()
+    for where, row in rows:
+        for tpl in templates:
+            tpl.render(row, where)
+            n += 1
+    seconds = time.perf_counter() - start
+    return {"arm": "ceiling", "prompts": n, "seconds": seconds, "peak_mb": _peak_mb(), "workers": 1}
+
+
+def run_build(args) -> dict:
     sys.path.insert(0, str(REPO))
     from builders.catalog import load_catalog
     from builders.pipeline import BuildConfig, build
 
     templates = len(load_catalog()[DATASET].templates)
     work = Path(args.work)
-    data = work / f"{args.arm}.jsonl"
+    data = work / f"{args.arm}-{args.prompts}.jsonl"
     write_input(data, args.prompts, templates)
-    out = work / f"out-{args.arm}"
+    out = work / f"out-{args.arm}-{args.prompts}-{args.workers}"
     start = time.perf_counter()
     res = build(BuildConfig(out=out, datasets=[DATASET], local={DATASET: str(data)}, workers=args.workers,
                             prompts_per_task=args.prompts_per_task), compile_per_row=args.arm == "baseline")
     seconds = time.perf_counter() - start
-    peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     rendered = sum(res.report["by_dataset"].values()) + res.report["skipped_total"]
-    print(json.dumps({"arm": args.arm, "prompts": rendered, "seconds": seconds, "peak_mb": peak_kb / 1024,
-                      "workers": args.workers}))
+    shutil.rmtree(out, ignore_errors=True)
+    return {"arm": args.arm, "prompts": rendered, "seconds": seconds, "peak_mb": _peak_mb(), "workers": args.workers}
+
+
+def arm(work: str, name: str, prompts: int, workers: int, prompts_per_task: int) -> dict:
+    cmd = [sys.executable, __file__, "--arm", name, "--work", work, "--prompts", str(prompts),
+           "--workers", str(workers), "--prompts-per-task", str(prompts_per_task)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{name} arm ({prompts} prompts, {workers} workers) failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["rate"] = result["prompts"] / result["seconds"]
+    print(f"  {name:9} {result['prompts']:>10,} prompts {workers} worker(s): {result['seconds']:8.1f} s "
+          f"{result['rate']:>10,.0f} prompts/s  peak {result['peak_mb']:,.0f} MB", file=sys.stderr, flush=True)
+    return result
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--prompts", type=int, default=1_000_000)
+    p.add_argument("--prompts", type=int, nargs="+", default=[1_000_000, 4_000_000])
     p.add_argument("--baseline-prompts", type=int, default=50_000)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--ceiling-prompts", type=int, default=300_000)
     p.add_argument("--prompts-per-task", type=int, default=200_000)
-    p.add_argument("--arm", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    p.add_argument("--arm", choices=["ceiling", "ours", "baseline"], help=argparse.SUPPRESS)
+    p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.arm:
-        return run_arm(args)
+        args.prompts = args.prompts[0]
+        print(json.dumps(run_ceiling(args) if args.arm == "ceiling" else run_build(args)))
+        return
     if not TWEETS.exists():
         sys.exit(f"real data not found: {TWEETS}")
-    results = {}
+    sizes = sorted(set(args.prompts))
     with tempfile.TemporaryDirectory(prefix="bench_build_") as work:
-        for arm, n in (("baseline", min(args.baseline_prompts, args.prompts)), ("ours", args.prompts)):
-            cmd = [sys.executable, __file__, "--arm", arm, "--work", work, "--prompts", str(n),
-                   "--workers", str(args.workers), "--prompts-per-task", str(args.prompts_per_task)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode:
-                sys.exit(f"{arm} arm failed:\n{proc.stderr[-3000:]}")
-            results[arm] = json.loads(proc.stdout.strip().splitlines()[-1])
-            shutil.rmtree(Path(work) / f"out-{arm}", ignore_errors=True)
-    per_worker = {arm: r["prompts"] / r["seconds"] / r["workers"] for arm, r in results.items()}
-    ratio = per_worker["ours"] / per_worker["baseline"]
-    print(f"{'arm':10} {'prompts':>10} {'seconds':>9} {'prompts/s/worker':>17} {'peak MB':>9}")
-    for arm, r in results.items():
-        print(f"{arm:10} {r['prompts']:>10} {r['seconds']:>9.1f} {per_worker[arm]:>17.0f} {r['peak_mb']:>9.0f}")
-    print(f"ratio (ours / PromptSource-style baseline): {ratio:.1f}x")
+        ceiling = arm(work, "ceiling", args.ceiling_prompts, 1, args.prompts_per_task)
+        baseline = arm(work, "baseline", min(args.baseline_prompts, sizes[0]), 1, args.prompts_per_task)
+        ours = {n: {w: arm(work, "ours", n, w, args.prompts_per_task) for w in (1, 2)} for n in sizes}
+
+    per_size = {}
+    for n, by_workers in ours.items():
+        one, two = by_workers[1], by_workers[2]
+        per_size[n] = {
+            "prompts": one["prompts"],
+            "ours_prompts_per_s_per_worker": round(one["rate"], 1),
+            "ours_2_workers_prompts_per_s": round(two["rate"], 1),
+            "scaling_2_workers": round(two["rate"] / one["rate"], 3),
+            "fraction_of_ceiling": round(one["rate"] / ceiling["rate"], 3),
+            "ratio_vs_baseline": round(one["rate"] / baseline["rate"], 2),
+            "peak_mb": round(one["peak_mb"], 1),
+            "peak_mb_2_workers": round(two["peak_mb"], 1),
+            "seconds_1_worker": round(one["seconds"], 1),
+            "seconds_2_workers": round(two["seconds"], 1),
+        }
+    largest = per_size[sizes[-1]]
+    efficiency = largest["scaling_2_workers"] / 2  # measured per-worker efficiency with 2 workers
+    projected = {f"{cores}_cores": round(PAPER_PROMPTS / (largest["ours_prompts_per_s_per_worker"] * cores * efficiency) / 60, 1)
+                 for cores in (2, 16)}
+
+    print(f"render ceiling (compiled Template.render, no I/O, 1 core): {ceiling['rate']:,.0f} prompts/s "
+          f"({ceiling['prompts']:,} prompts)")
+    print(f"PromptSource-style baseline (1 worker): {baseline['rate']:,.0f} prompts/s ({baseline['prompts']:,} prompts)")
+    print(f"\n{'prompts':>10} {'1 worker/s':>11} {'2 workers/s':>12} {'scaling':>8} {'of ceiling':>11} "
+          f"{'vs baseline':>12} {'peak MB':>8} {'peak MB (2w)':>13}")
+    for n, r in per_size.items():
+        print(f"{r['prompts']:>10,} {r['ours_prompts_per_s_per_worker']:>11,.0f} {r['ours_2_workers_prompts_per_s']:>12,.0f} "
+              f"{r['scaling_2_workers']:>7.2f}x {r['fraction_of_ceiling']:>11.2f} {r['ratio_vs_baseline']:>11.1f}x "
+              f"{r['peak_mb']:>8,.0f} {r['peak_mb_2_workers']:>13,.0f}")
+    peak_ratio = round(largest["peak_mb"] / per_size[sizes[0]]["peak_mb"], 3) if len(sizes) > 1 else None
+    if peak_ratio is not None:
+        print(f"peak memory at {sizes[-1]:,} vs {sizes[0]:,} prompts: {peak_ratio:.2f}x")
+    print(f"projected for the paper's {PAPER_PROMPTS:,} prompts: {projected['2_cores']} min on 2 cores, "
+          f"{projected['16_cores']} min on 16 (extrapolated from the {sizes[-1]:,}-prompt run)")
     print(json.dumps({
-        "prompts": results["ours"]["prompts"], "workers": args.workers,
-        "ours_prompts_per_s_per_worker": round(per_worker["ours"], 1),
-        "baseline_prompts_per_s_per_worker": round(per_worker["baseline"], 1),
-        "baseline_prompts": results["baseline"]["prompts"],
-        "ratio": round(ratio, 2),
-        "ours_peak_mb": round(results["ours"]["peak_mb"], 1),
-        "baseline_peak_mb": round(results["baseline"]["peak_mb"], 1),
+        "sizes": sizes,
+        "render_ceiling_prompts_per_s": round(ceiling["rate"], 1),
+        "baseline_prompts_per_s_per_worker": round(baseline["rate"], 1),
+        "baseline_prompts": baseline["prompts"],
+        **{key: {str(n): r[key] for n, r in per_size.items()}
+           for key in ("ours_prompts_per_s_per_worker", "ours_2_workers_prompts_per_s", "scaling_2_workers",
+                       "fraction_of_ceiling", "ratio_vs_baseline", "peak_mb", "peak_mb_2_workers",
+                       "seconds_1_worker", "seconds_2_workers")},
+        "peak_mb_ratio_largest_vs_smallest": peak_ratio,
+        "projected_minutes_paper_prompts": projected,
     }))
 
 
