@@ -38,8 +38,8 @@ from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 
 from builders.finalize import MARKER, WORK, check_output_folder, finalize, mark_ours, read_manifest
-from builders.leakage import _hash_all
-from builders.schema import MIXTURE, MIXTURE_SCHEMA, PROMPT_FIELDS, PROMPTS, SPLIT_PRIORITY
+from builders.hashes import hash64, hex64
+from builders.schema import MIXTURE, MIXTURE_SCHEMA, PROMPT_FIELDS, PROMPTS
 from builders.steps import BuildError
 from builders.training.contamination import MAX_DF, HeldOut, summary
 from builders.training.sampling import allocate, id_hashes, seeded_keys, smallest
@@ -140,10 +140,6 @@ def _catalog_eval_only(files: tuple) -> frozenset[str]:
     return frozenset(name for name, e in load_catalog().items() if e.eval_only)
 
 
-def _sids(values: list[str]) -> np.ndarray:
-    return np.array([int(v, 16) for v in values], dtype=np.uint64)
-
-
 def _texts(table: pa.Table) -> list[str]:
     return [f"{i}\n{t}" for i, t in zip(table["inputs"].to_pylist(), table["targets"].to_pylist())]
 
@@ -163,19 +159,19 @@ def held_out(inputs: list[MixInput], benchmarks: list[MixInput], eval_only: set[
         for config, splits in sorted(inp.files.items()):
             for f in splits.get("test", []):
                 t = pq.read_table(f, columns=["source_id", "inputs", "targets", "dataset_name"])
-                sids.append(_sids(t["source_id"].to_pylist()))
-                texts.append(_hash_all(normalize(t["inputs"]).to_pylist()))
+                sids.append(hex64(t["source_id"]))
+                texts.append(hash64(normalize(t["inputs"])))
                 index.add(f"{inp.name}/{config}", "test", t["source_id"].to_pylist(), _texts(t))
                 _add_benchmark_rows(index, t, eval_only)
             for f in splits.get("validation", []):
-                val.append(_sids(pq.read_table(f, columns=["source_id"])["source_id"].to_pylist()))
+                val.append(hex64(pq.read_table(f, columns=["source_id"])["source_id"]))
     for bench in benchmarks:
         for config, splits in sorted(bench.files.items()):
             held = splits.get("test") or [f for fs in splits.values() for f in fs]
             for f in held:
                 t = pq.read_table(f, columns=["source_id", "inputs", "targets"])
-                sids.append(_sids(t["source_id"].to_pylist()))
-                texts.append(_hash_all(normalize(t["inputs"]).to_pylist()))
+                sids.append(hex64(t["source_id"]))
+                texts.append(hash64(normalize(t["inputs"])))
                 index.add(f"benchmark {bench.name}/{config}", "benchmark", t["source_id"].to_pylist(), _texts(t))
     cat = lambda parts: np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)  # noqa: E731
     return Held(cat(sids), cat(texts), cat(val), index)
@@ -214,11 +210,11 @@ def candidates(inputs: list[MixInput], held: Held, eval_only: set[str], seed: in
                 for f in splits.get(split, []):
                     t = pq.read_table(f, columns=["id", "source_id", "inputs", "targets", "dataset_name", "task"])
                     names = np.array(t["dataset_name"].to_pylist(), dtype=object)
-                    sid = _sids(t["source_id"].to_pylist())
+                    sid = hex64(t["source_id"])
                     reasons = [
                         ("eval_only", np.isin(names, list(eval_only)) if eval_only else np.zeros(len(t), bool)),
                         ("test_source_id", np.isin(sid, held.source_ids)),
-                        ("test_input", np.isin(_hash_all(normalize(t["inputs"]).to_pylist()), held.inputs)),
+                        ("test_input", np.isin(hash64(normalize(t["inputs"])), held.inputs)),
                         ("validation_source_id", np.isin(sid, held.validation_ids) if split == "train"
                          else np.zeros(len(t), bool)),
                     ]
@@ -343,8 +339,8 @@ def check_written(staging: Path, held: Held, eval_only: set[str]) -> dict:
     for f in sorted(staging.rglob("*.parquet")):
         t = pq.read_table(f, columns=["source_id", "inputs", "dataset_name", "split"])
         figures["rows"] += len(t)
-        figures["held_out_source_ids"] += int(np.isin(_sids(t["source_id"].to_pylist()), held.source_ids).sum())
-        figures["held_out_inputs"] += int(np.isin(_hash_all(normalize(t["inputs"]).to_pylist()), held.inputs).sum())
+        figures["held_out_source_ids"] += int(np.isin(hex64(t["source_id"]), held.source_ids).sum())
+        figures["held_out_inputs"] += int(np.isin(hash64(normalize(t["inputs"])), held.inputs).sum())
         figures["eval_only_rows"] += sum(n in eval_only for n in t["dataset_name"].to_pylist())
         figures["test_split_rows"] += sum(s not in SPLITS for s in t["split"].to_pylist())
     return figures
