@@ -64,6 +64,16 @@ def save_signatures(folder, rank: int, hashes: np.ndarray, priorities: np.ndarra
                 break
 
 
+def save_kinds(folder, rank: int, parts: dict[str, list[np.ndarray]], kinds, count: int, buckets: int) -> None:
+    """``save_signatures`` for each kind of hash collected per batch in ``parts`` (``parts["priority"]`` holds the
+    split priorities), into ``<folder>/<kind>/``; docs are the rank's row numbers 0..count-1."""
+    docs = np.arange(count, dtype=np.uint32)
+    priority = np.concatenate(parts["priority"]) if count else np.zeros(0, np.uint16)
+    for kind in kinds:
+        hashes = np.concatenate(parts[kind]) if count else np.zeros(0, np.uint64)
+        save_signatures(get_datafolder(f"{folder.path}/{kind}"), rank, hashes, priority, docs, buckets)
+
+
 def read_bucket(folder, bucket: int) -> tuple[np.ndarray, list[str]]:
     """Every rank's signatures of one bucket: records with a ``file`` field (index into the returned stems,
     which are the ranks' file stems in name order)."""
@@ -144,11 +154,7 @@ class PromptSignatures(PipelineStep):
                 yield from flush_documents()
         yield from flush_documents()
         self.stat_update("prompts", value=count)
-        docs = np.arange(count, dtype=np.uint32)
-        priority = np.concatenate(parts["priority"]) if count else np.zeros(0, np.uint16)
-        for kind in _KINDS:
-            hashes = np.concatenate(parts[kind]) if count else np.zeros(0, np.uint64)
-            save_signatures(get_datafolder(self.folder.path + f"/{kind}"), rank, hashes, priority, docs, self.buckets)
+        save_kinds(self.folder, rank, parts, _KINDS, count, self.buckets)
 
 
 class FindDuplicates(PipelineStep):

@@ -25,7 +25,7 @@ from datatrove.pipeline.base import PipelineStep
 from builders.hashes import hash64, hex64
 from builders.leakage import figures, split_priorities
 from builders.steps import BuildError
-from builders.steps.dedup import INPUTS_HASH, read_bucket, save_signatures
+from builders.steps.dedup import INPUTS_HASH, read_bucket, save_kinds
 from builders.textnorm import normalize
 
 KINDS = ("ids", "source_ids", "inputs")
@@ -72,11 +72,7 @@ class CheckSignatures(PipelineStep):
             yield batch
         rows = sum(len(p) for p in parts["ids"])
         self.stat_update("rows", value=rows)
-        docs = np.arange(rows, dtype=np.uint32)
-        priority = np.concatenate(parts["priority"]) if rows else np.zeros(0, np.uint16)
-        for kind in KINDS:
-            hashes = np.concatenate(parts[kind]) if rows else np.zeros(0, np.uint64)
-            save_signatures(get_datafolder(self.folder.path + f"/{kind}"), rank, hashes, priority, docs, self.buckets)
+        save_kinds(self.folder, rank, parts, KINDS, rows, self.buckets)
 
 
 class FindLeaks(PipelineStep):

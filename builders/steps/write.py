@@ -66,15 +66,22 @@ class RowWriter(ParquetWriter):
         counts = self.__dict__.setdefault("_counts", {})
         counts[name] = counts.get(name, 0) + n
 
+    def _current_file(self, name: str) -> str:
+        """The file ``name``'s rows go to now: rotated first when it has reached max_file_size (the same rule as
+        DiskWriter.write)."""
+        if self.max_file_size <= 0:
+            return name
+        current = self._get_filename_with_file_id(name)
+        if self.output_mg.get_file(current).tell() >= self.max_file_size:
+            self.file_id_counter[name] += 1
+            new = self._get_filename_with_file_id(name)
+            self._on_file_switch(name, current, new)
+            current = new
+        return current
+
     def write(self, document: Document, rank: int = 0, **kwargs):
-        name = current = self._get_output_filename(document, rank)
-        if self.max_file_size > 0:  # the same rotation rule as DiskWriter.write
-            current = self._get_filename_with_file_id(name)
-            if self.output_mg.get_file(current).tell() >= self.max_file_size:
-                self.file_id_counter[name] += 1
-                new = self._get_filename_with_file_id(name)
-                self._on_file_switch(name, current, new)
-                current = new
+        name = self._get_output_filename(document, rank)
+        current = self._current_file(name)
         self._write(self.adapter(document), self.output_mg.get_file(current), name)
         self._count(name, 1)
 
@@ -134,14 +141,7 @@ class RowWriter(ParquetWriter):
         """One row group into the current file of ``name`` (rotated first when it has reached max_file_size)."""
         import pyarrow.parquet as pq
 
-        current = name
-        if self.max_file_size > 0:
-            current = self._get_filename_with_file_id(name)
-            if self.output_mg.get_file(current).tell() >= self.max_file_size:
-                self.file_id_counter[name] += 1
-                new = self._get_filename_with_file_id(name)
-                self._on_file_switch(name, current, new)
-                current = new
+        current = self._current_file(name)
         if current not in self._writers:
             self._writers[current] = pq.ParquetWriter(
                 self.output_mg.get_file(current), schema=self.schema, compression=self.compression,
