@@ -298,3 +298,28 @@ def test_vllm_backend_asks_one_seed_per_conversation(monkeypatch):
     assert [p["seed"] for p in asked["params"]] == [7, 8] and asked["params"][0]["max_tokens"] == 99
     assert asked["params"][0]["temperature"] == 0.3 and "### Input:" in asked["params"][0]["stop"]
     assert asked["prompts"][1].endswith("### Input: [|Human|] اكتب أخرى\n### Response: [|AI|]")
+
+
+def test_the_trainer_trains_on_the_assistant_turns_of_a_generated_folder(scripted_run, tiny_base, tmp_path):
+    """The fine-tuning half of the blueprint: the training issue's trainer reads a `dialogues generate` folder
+    as it is (config `default`, its `messages`) and puts loss on every assistant turn and on nothing else."""
+    pytest.importorskip("trl")
+    from builders.training.formatting import IM_END
+    from train_fixtures import load_sft, parse, runs
+
+    out, _ = scripted_run
+    conversations = [r["messages"] for r in _rows(out, "data") if r["split"] == "train"]
+    assert conversations
+    trainer, _ = load_sft().build_trainer(*parse(tiny_base, [out], tmp_path / "run", dataset_config="default",
+                                                 dataset_eval_split="none", max_steps=1, packing=False,
+                                                 max_length=2048))
+    tok = trainer.processing_class
+    assert len(trainer.train_dataset) == len(conversations)
+    for i in range(len(trainer.train_dataset)):
+        batch = trainer.data_collator([trainer.train_dataset[i]])
+        ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+        text = tok.decode(ids)
+        turns = next(c for c in conversations if all(t["content"] in text for t in c))  # this row's conversation
+        trained = [tok.decode(ids[a:b]) for a, b in runs(labels)]
+        assert trained == [t["content"] + IM_END for t in turns if t["role"] == "assistant"]
+        assert not any(t["content"] in "".join(trained) for t in turns if t["role"] != "assistant")

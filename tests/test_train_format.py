@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from builders.training.formatting import IM_END, IM_START, FormatError, check_messages, to_messages
-from train_fixtures import load_sft, parse
+from train_fixtures import load_sft, parse, runs
 
 # The session's launched run of the tiny recipe (train_fixtures.launched_run, read by test_train_run.py and
 # test_train_publish.py) starts with the first test here and trains in the background on the other core.
@@ -43,18 +43,6 @@ def trainer_for(tiny_base, rows, tmp_path, **overrides):
     trainer, _ = load_sft().build_trainer(*parse(tiny_base, [data], tmp_path / "run", dataset_eval_split="none",
                                                  max_steps=1, **overrides))
     return trainer
-
-
-def runs(labels) -> list[tuple[int, int]]:
-    """Maximal [start, end) spans of trained (non -100) positions."""
-    spans, start = [], None
-    for i, v in enumerate(list(labels) + [-100]):
-        if v != -100 and start is None:
-            start = i
-        elif v == -100 and start is not None:
-            spans.append((start, i))
-            start = None
-    return spans
 
 
 def test_chat_template_renders_chatml_on_a_base_vocabulary(tiny_base):

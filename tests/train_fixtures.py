@@ -53,6 +53,18 @@ def parse(base: Path, datasets, out: Path, **overrides):
     return parse_recipe(RECIPE, recipe_args(base, datasets, out, **overrides))
 
 
+def runs(labels) -> list[tuple[int, int]]:
+    """Maximal [start, end) spans of trained (non -100) positions."""
+    spans, start = [], None
+    for i, v in enumerate(list(labels) + [-100]):
+        if v != -100 and start is None:
+            start = i
+        elif v == -100 and start is not None:
+            spans.append((start, i))
+            start = None
+    return spans
+
+
 @contextmanager
 def one_thread():
     """Torch on one thread while a test trains: on 2 cores shared by other jobs, two threads made each tiny step
