@@ -36,7 +36,7 @@ def set_max_new_tokens(page, n: int) -> None:
     box.fill(str(n))
     box.press("Enter")
     box.press("Tab")
-    wait_for(lambda: box.input_value() == str(n), 10, f"max new tokens {n} in the page")
+    wait_for(lambda: box.input_value() == str(n), 30, f"max new tokens {n} in the page (it holds {box.input_value()!r})")
     time.sleep(0.5)  # the change event's round trip to the server
 
 
