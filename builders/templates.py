@@ -99,6 +99,14 @@ def make_environment() -> PromptEnvironment:
 ENV = make_environment()
 
 
+def compile_jinja(source: str, where: str, what: str = "jinja") -> jinja2.Template:
+    """``source`` compiled in the sandbox; a syntax error names ``where`` and the line."""
+    try:
+        return ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as e:
+        raise TemplateError(f"{where}: {what} syntax error line {e.lineno}: {e.message}") from e
+
+
 class _TagLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where PyYAML has it
     """Reads catalog entries and PromptSource's files: ``!Template`` and ``!TemplateMetadata`` become plain
     mappings. A key given twice in one mapping (two templates under one id, a catalog key written twice) is an
@@ -149,19 +157,13 @@ class Template:
 
     @cached_property
     def compiled(self) -> jinja2.Template:
-        try:
-            return ENV.from_string(self.jinja)
-        except jinja2.TemplateSyntaxError as e:
-            raise TemplateError(f"{self._where()}: jinja syntax error line {e.lineno}: {e.message}") from e
+        return compile_jinja(self.jinja, self._where())
 
     @cached_property
     def compiled_choices(self) -> jinja2.Template | None:
         if not self.answer_choices:
             return None
-        try:
-            return ENV.from_string(self.answer_choices)
-        except jinja2.TemplateSyntaxError as e:
-            raise TemplateError(f"{self._where()}: answer_choices syntax error: {e.message}") from e
+        return compile_jinja(self.answer_choices, self._where(), "answer_choices")
 
     @cached_property
     def variables(self) -> set[str]:

@@ -13,7 +13,7 @@ import jinja2
 import yaml
 
 from builders.dialogues.grid import Cell
-from builders.templates import ENV, OutputTooLong, TemplateError, _render_bounded
+from builders.templates import OutputTooLong, TemplateError, _render_bounded, compile_jinja
 
 PROMPT_FILE = Path(__file__).resolve().parent / "prompts" / "dialogue.yaml"
 
@@ -48,10 +48,7 @@ class DialoguePrompt:
 
     @cached_property
     def compiled(self) -> jinja2.Template:
-        try:
-            return ENV.from_string(self.jinja)
-        except jinja2.TemplateSyntaxError as e:
-            raise TemplateError(f"dialogue prompt {self.path}: jinja syntax error line {e.lineno}: {e.message}") from e
+        return compile_jinja(self.jinja, f"dialogue prompt {self.path}")
 
     @property
     def sha(self) -> str:
