@@ -109,7 +109,7 @@ def test_user_catalog_dir_adds_entries(tmp_path):
         (lambda t: t.replace("task: sentiment_analysis\n", ""), "missing required key 'task'"),
         (lambda t: t.replace("task_family: classification", "task_family: vibes"), "task_family 'vibes'"),
         (lambda t: t.replace("name: my_tweets", "name: other"), "must equal the file name"),
-        (lambda t: t + "\nsplits: {train: training}\n", "must map to one of"),
+        (lambda t: t.replace("splits:\n  train: train\n", "splits:\n  train: training\n"), "must map to one of"),
     ],
 )
 def test_bad_entries_name_the_file(tmp_path, mutation, message):
