@@ -196,34 +196,100 @@ def components(keys: np.ndarray, parts: list[np.ndarray], max_link_rows: int = M
 
 def components_flat(keys: np.ndarray, owner: np.ndarray, flat: np.ndarray, max_link_rows: int = MAX_LINK_ROWS
                     ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """``components`` with row ``owner[i]`` holding hash ``flat[i]``. Label propagation with pointer jumping
-    on the graph of keys and texts, one edge per (row key, text); the labels are each component's smallest
-    node, whatever the order of the edges."""
-    n = len(keys)
-    distinct, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
-    linkable = counts[inverse] <= max_link_rows
-    del inverse
-    nodes, node = np.unique(np.concatenate([keys.astype(np.uint64), flat[linkable]]), return_inverse=True)
-    row_node, part_node = node[:n], node[n:]
-    u, v = row_node[owner[linkable]], part_node
-    label = np.arange(len(nodes))
-    while len(u):
-        lu, lv = label[u], label[v]
-        if np.array_equal(lu, lv):
-            break
-        m = np.minimum(lu, lv)
-        np.minimum.at(label, lu, m)
-        np.minimum.at(label, lv, m)
-        while True:  # pointer jumping: every node points at its root
-            nxt = label[label]
-            if np.array_equal(nxt, label):
+    """``components`` with row ``owner[i]`` holding hash ``flat[i]``, all in memory (``Components`` fed one
+    range holding every hash)."""
+    linker = Components(keys, max_link_rows)
+    linker.add(owner, flat, 0, None)
+    return linker.result()
+
+
+class Components:
+    """Connected components of rows linked by shared key texts or fingerprints, fed one hash range at a time,
+    so memory is a few bytes per row plus one range's hashes (``AssignSplits`` reads a build's linking hashes
+    range by range).
+
+    The graph has a node per row key and per text hash (a row key and a text hash of equal value are one node)
+    and an edge per (row key, text of the row); a text hash held more than ``max_link_rows`` times links
+    nothing. ``add`` takes every occurrence of the text hashes in ``[lo, hi)`` (``hi=None``: up to the largest)
+    and the row keys there; rows that meet at a node are joined (union by smallest row, with pointer jumping).
+    ``result`` gives the same as label propagation over the whole graph at once: each row's component as a
+    dense label in the order of the components' keys, each component's key (its smallest node hash, stable for
+    a given set of texts) and the figures."""
+
+    def __init__(self, keys: np.ndarray, max_link_rows: int = MAX_LINK_ROWS):
+        self.keys = np.asarray(keys, dtype=np.uint64)
+        self.root = np.arange(len(self.keys), dtype=np.int64)  # every row points at its component's first row
+        self.low = self.keys.copy()  # each row's smallest node: its key or one of its linking text hashes
+        self.max_link_rows = max_link_rows
+        self.figures = {"linking_hashes": 0, "category_texts_not_linking": 0, "max_link_rows": max_link_rows}
+
+    @staticmethod
+    def ranges(count: int) -> list[tuple[int, int | None]]:
+        """``count`` hash ranges ``[lo, hi)`` that cover every 64-bit value (the last one's ``hi`` is None)."""
+        step = 2**64 // max(1, count)
+        return [(b * step, (b + 1) * step if b < count - 1 else None) for b in range(max(1, count))]
+
+    @staticmethod
+    def in_range(values: np.ndarray, lo: int, hi: int | None) -> np.ndarray:
+        mask = values >= np.uint64(lo)
+        return mask if hi is None else mask & (values < np.uint64(hi))
+
+    def add(self, owner: np.ndarray, flat: np.ndarray, lo: int, hi: int | None) -> None:
+        """Row ``owner[i]`` holds text hash ``flat[i]``; these must be every occurrence of the hashes in
+        ``[lo, hi)`` (once ``add`` has seen a range, it must not see it again)."""
+        rows = np.flatnonzero(self.in_range(self.keys, lo, hi))
+        values = np.concatenate([np.asarray(flat, np.uint64), self.keys[rows]])
+        owners = np.concatenate([np.asarray(owner, np.int64), rows])
+        is_text = np.zeros(len(values), dtype=bool)
+        is_text[:len(flat)] = True
+        order = np.argsort(values, kind="stable")
+        values, owners, is_text = values[order], owners[order], is_text[order]
+        del order
+        first = np.ones(len(values), dtype=bool)
+        first[1:] = values[1:] != values[:-1]
+        group = np.cumsum(first) - 1
+        texts = np.bincount(group, weights=is_text, minlength=int(first.sum())) if len(group) else np.zeros(0)
+        self.figures["linking_hashes"] += int((texts > 0).sum())
+        self.figures["category_texts_not_linking"] += int((texts > self.max_link_rows).sum())
+        linkable = ~is_text | (texts[group] <= self.max_link_rows)
+        text_nodes = linkable & is_text
+        np.minimum.at(self.low, owners[text_nodes], values[text_nodes])
+        owners, group = owners[linkable], group[linkable]
+        same = group[1:] == group[:-1]
+        self._union(owners[:-1][same], owners[1:][same])
+
+    def _union(self, u: np.ndarray, v: np.ndarray) -> None:
+        label = self.root
+        while len(u):
+            lu, lv = label[u], label[v]
+            if np.array_equal(lu, lv):
                 break
-            label = nxt
-    dense, comp = np.unique(label[row_node], return_inverse=True)
-    frequent = counts > max_link_rows
-    figures = {"linking_hashes": int(len(distinct)), "category_texts_not_linking": int(frequent.sum()),
-               "max_link_rows": max_link_rows}
-    return comp, nodes[dense], figures
+            m = np.minimum(lu, lv)
+            np.minimum.at(label, lu, m)
+            np.minimum.at(label, lv, m)
+            while True:  # pointer jumping: every row points at its root
+                nxt = label[label]
+                if np.array_equal(nxt, label):
+                    break
+                label = nxt
+        self.root = label
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(component of each row, each component's key, figures)."""
+        low = np.full(len(self.keys), np.iinfo(np.uint64).max, dtype=np.uint64)
+        np.minimum.at(low, self.root, self.low)
+        comp_key, comp = np.unique(low[self.root], return_inverse=True)
+        return comp, comp_key, dict(self.figures)
+
+
+def split_of_components(comp: np.ndarray, comp_key: np.ndarray, own: np.ndarray, entry: np.ndarray,
+                        fractions: list[dict[str, float]], missing: list[set[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(split priority, tentative priority) of each row: carved by its component's key, then the highest of
+    its component."""
+    tentative = carve_all(comp_key[comp], own, entry, fractions, missing)
+    best = np.zeros(len(comp_key), dtype=np.int8)
+    np.maximum.at(best, comp, tentative)
+    return best[comp], tentative
 
 
 def carve_all(component_keys: np.ndarray, own: np.ndarray, entry: np.ndarray, fractions: list[dict[str, float]],
@@ -249,10 +315,8 @@ def assign_flat(keys: np.ndarray, owner: np.ndarray, flat: np.ndarray, own: np.n
     ``entry`` the index of its entry in ``fractions``/``missing``. Returns (split priorities, tentative
     priorities, component labels, figures)."""
     comp, comp_key, figures = components_flat(keys, owner, flat)
-    tentative = carve_all(comp_key[comp], own, entry, fractions, missing)
-    best = np.zeros(len(comp_key), dtype=np.int8)
-    np.maximum.at(best, comp, tentative)
-    return best[comp], tentative, comp, figures
+    best, tentative = split_of_components(comp, comp_key, own, entry, fractions, missing)
+    return best, tentative, comp, figures
 
 
 def assign(keys: np.ndarray, parts: list[np.ndarray], own: list[str], fractions: list[dict[str, float]],
@@ -273,4 +337,4 @@ def assign(keys: np.ndarray, parts: list[np.ndarray], own: list[str], fractions:
 
 __all__ = ["SPLITS", "KEY_SEPARATOR", "key_text", "keys_of", "key_columns", "fingerprints", "fingerprint_pairs",
            "source_id", "carve", "carve_all", "carve_fraction", "missing_splits", "components", "components_flat",
-           "assign", "assign_flat"]
+           "Components", "split_of_components", "assign", "assign_flat"]

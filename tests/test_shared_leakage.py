@@ -126,3 +126,29 @@ def test_the_build_links_texts_but_no_giant_component(full_build):
     split = res.report["splitting"]
     assert split["components"] > 1000
     assert split["largest_component_rows"] < 0.01 * split["rows"], split
+
+
+def test_split_assignment_range_by_range_writes_the_same_files(full_build, tmp_path, monkeypatch):
+    """``AssignSplits`` reads the linking hashes one hash range at a time (memory stays flat as a build
+    grows): with ranges of 2,000 hashes (dozens of ranges here) it writes byte for byte what the build wrote."""
+    import shutil
+
+    import builders.steps.assign as assign
+    from builders.pipeline import select_entries
+
+    out, _ = full_build
+    done = out / "_build"
+    work = tmp_path / "_build"
+    shutil.copytree(done / "sources", work / "sources", ignore=shutil.ignore_patterns("*.assigned.*"))
+    local = {name: "unused" for name in SHARED}
+    entries = select_entries(BuildConfig(out=tmp_path / "unused", datasets=sorted(local), local=local))
+    hashes = sum(json.loads((work / "sources" / f"{e.name}.json").read_text())["link_hashes"] for e in entries)
+    monkeypatch.setattr(assign, "LINK_RANGE_HASHES", 2000)
+    assert hashes > 20 * 2000  # so the assignment below really goes range by range
+    list(assign.AssignSplits(entries, str(work)).run())
+    assert (work / "splits.json").read_text() == (done / "splits.json").read_text()
+    for e in entries:
+        for suffix in (".assigned.parquet", ".assigned.json"):
+            assert (work / "sources" / f"{e.name}{suffix}").read_bytes() == (done / "sources" / f"{e.name}{suffix}").read_bytes(), e.name
+        rejected = f"rejected/assign-{e.name}.parquet"
+        assert (work / rejected).exists() == (done / rejected).exists()

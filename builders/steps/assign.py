@@ -25,8 +25,11 @@ from builders.catalog import CatalogEntry
 from builders.schema import SOURCE_SCHEMA, SPLIT_PRIORITY, SPLITS
 from builders.hashes import hex64
 from builders.leakage import split_priorities
-from builders.splits import PRIORITY_SPLIT, assign_flat, missing_splits
+from builders.splits import PRIORITY_SPLIT, Components, missing_splits, split_of_components
 from builders.steps.rejects import RejectLog
+
+
+LINK_RANGE_HASHES = 1 << 20  # linking hashes taken at a time: about 60 MB of work arrays, whatever the build's size
 
 
 def assigned_path(work: Path, name: str) -> Path:
@@ -47,55 +50,77 @@ class AssignSplits(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         work = Path(self.work)
-        columns, keys, owners, flats, own, entry_of, fractions, missing = {}, [], [], [], [], [], [], []
-        offset = 0
-        for i, e in enumerate(self.entries):  # every row's key and linking hashes, as flat arrays
+        keys, own, entry_of, fractions, missing, hashes = [], [], [], [], [], 0
+        for i, e in enumerate(self.entries):  # every row's key and own split, as flat arrays (9 bytes a row)
             meta = json.loads((work / "sources" / f"{e.name}.json").read_text(encoding="utf-8"))
-            cols = pq.read_table(work / "sources" / f"{e.name}.parquet",
-                                 columns=["source_id", "own_split", "parts", "shingles", "row_hash", "label_hash"])
-            n = cols.num_rows
+            cols = pq.read_table(work / "sources" / f"{e.name}.parquet", columns=["source_id", "own_split"])
             keys.append(hex64(cols["source_id"]))
-            for name in ("parts", "shingles"):
-                lists = cols[name].combine_chunks()
-                owners.append(pc.list_parent_indices(lists).to_numpy().astype(np.int64) + offset)
-                flats.append(pc.list_flatten(lists).to_numpy().astype(np.uint64))
             own.append(split_priorities(cols["own_split"]).astype(np.int8))
-            entry_of.append(np.full(n, i, dtype=np.int32))
+            entry_of.append(np.full(cols.num_rows, i, dtype=np.int16 if len(self.entries) < 2**15 else np.int32))
             fractions.append(e.split_fractions)
             missing.append(missing_splits(meta["own_rows"]))
-            columns[e.name] = cols.select(["source_id", "row_hash", "label_hash"])
-            offset += n
+            hashes += meta.get("link_hashes", 0)
+            del cols
 
         def joined(parts, dtype):
             return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
-        priorities, tentative, comp, linked = assign_flat(
-            joined(keys, np.uint64), joined(owners, np.int64), joined(flats, np.uint64), joined(own, np.int8),
-            joined(entry_of, np.int32), fractions, missing)
-        del owners, flats
+        linker = Components(joined(keys, np.uint64))
+        del keys
+        # the linking hashes (key texts and fingerprints) one hash range at a time: memory stays flat
+        for lo, hi in Components.ranges(-(-hashes // LINK_RANGE_HASHES)):
+            owners, flats, offset = [], [], 0
+            for e in self.entries:
+                src = pq.ParquetFile(work / "sources" / f"{e.name}.parquet")
+                for group in range(src.metadata.num_row_groups):
+                    table = src.read_row_group(group, columns=["parts", "shingles"])
+                    for name in ("parts", "shingles"):
+                        lists = table[name].combine_chunks()
+                        flat = pc.list_flatten(lists).to_numpy().astype(np.uint64)
+                        mine = Components.in_range(flat, lo, hi)
+                        owners.append(pc.list_parent_indices(lists).to_numpy()[mine].astype(np.int64) + offset)
+                        flats.append(flat[mine])
+                    offset += table.num_rows
+            linker.add(joined(owners, np.int64), joined(flats, np.uint64), lo, hi)
+            del owners, flats
+        comp, comp_key, linked = linker.result()
+        del linker
+        priorities, tentative = split_of_components(comp, comp_key, joined(own, np.int8), joined(entry_of, np.int16),
+                                                    fractions, missing)
+        del own, entry_of
         sizes = np.bincount(comp) if len(comp) else np.zeros(0, np.int64)
         figures = {"rows": len(comp), "components": int(len(sizes)),
                    "largest_component_rows": int(sizes.max()) if len(sizes) else 0, **linked}
+        del comp, comp_key, sizes
         start = 0
         for e in self.entries:
-            n = columns[e.name].num_rows
-            self._write_entry(work, e, columns[e.name], priorities[start:start + n], tentative[start:start + n])
+            n = pq.ParquetFile(work / "sources" / f"{e.name}.parquet").metadata.num_rows
+            self._write_entry(work, e, priorities[start:start + n], tentative[start:start + n])
             start += n
         (work / "splits.json").write_text(json.dumps(figures, indent=1), encoding="utf-8")
         self.stat_update("components", value=figures["components"])
         return
         yield
 
-    def _write_entry(self, work: Path, entry: CatalogEntry, cols: pa.Table, after: np.ndarray,
-                     tentative: np.ndarray) -> None:
-        ids = cols["source_id"].combine_chunks()
+    def _write_entry(self, work: Path, entry: CatalogEntry, after: np.ndarray, tentative: np.ndarray) -> None:
+        cols = pq.read_table(work / "sources" / f"{entry.name}.parquet", columns=["source_id", "row_hash", "label_hash"])
         row_hash = cols["row_hash"].to_numpy()
         keep = np.zeros(len(row_hash), dtype=bool)
         keep[np.unique(row_hash, return_index=True)[1]] = True  # the first row of each content stays
+        del row_hash
         # conflicting labels: texts that, among the kept rows, have more than one label combination
-        kept = pa.table({"source_id": ids.filter(pa.array(keep)), "label_hash": cols["label_hash"].filter(pa.array(keep))})
-        labels_per_text = kept.group_by("source_id").aggregate([("label_hash", "count_distinct")])
-        conflicting = pc.sum(pc.greater(labels_per_text["label_hash_count_distinct"], 1)).as_py() or 0
+        ids, labels = hex64(cols["source_id"])[keep], cols["label_hash"].to_numpy()[keep]
+        del cols
+        order = np.lexsort((labels, ids))
+        ids, labels = ids[order], labels[order]
+        del order
+        new_pair = np.ones(len(ids), dtype=bool)
+        new_pair[1:] = (ids[1:] != ids[:-1]) | (labels[1:] != labels[:-1])
+        second_label = new_pair.copy()  # a pair that starts a second (third ...) label of its text
+        second_label[0:1] = False
+        second_label[1:] &= ids[1:] == ids[:-1]
+        conflicting = len(np.unique(ids[second_label]))
+        del ids, labels, new_pair, second_label
         raised = keep & (after > tentative)
         moved = {s: int(np.sum(raised & (after == SPLIT_PRIORITY[s]))) for s in SPLITS if np.any(raised & (after == SPLIT_PRIORITY[s]))}
         names = pa.array([PRIORITY_SPLIT.get(p) for p in range(max(SPLIT_PRIORITY.values()) + 1)], pa.string())

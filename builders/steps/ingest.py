@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 from tqdm.auto import tqdm
@@ -100,6 +101,7 @@ class IngestSource(PipelineStep):
             self.stat_update("rejected")
 
         label_names = sorted(entry.labels)
+        links = [0]  # linking hashes written (key texts and fingerprints): AssignSplits reads them range by range
 
         def flush(writer: pq.ParquetWriter) -> None:
             key_vars = [entry.split_key_vars(row) for *_, row in pending]
@@ -128,6 +130,7 @@ class IngestSource(PipelineStep):
             if cols["record"]:
                 mask = pa.array(keep)
                 data = {**cols, "split": cols["own_split"], "parts": parts.filter(mask), "shingles": shingles.filter(mask)}
+                links[0] += len(pc.list_flatten(data["parts"])) + len(pc.list_flatten(data["shingles"]))
                 writer.write_table(pa.table({name: data[name] for name in SOURCE_SCHEMA.names}, schema=SOURCE_SCHEMA))
             pending.clear()
 
@@ -150,7 +153,7 @@ class IngestSource(PipelineStep):
             self.stat_update("source_rows", value=read)
         os.replace(tmp, out)
         rejects.close()
-        meta = {"own_rows": counts, "rejected": rejected, "num_templates": len(entry.templates)}
+        meta = {"own_rows": counts, "rejected": rejected, "num_templates": len(entry.templates), "link_hashes": links[0]}
         meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
         return
         yield  # a generator that yields nothing: datatrove steps are generators

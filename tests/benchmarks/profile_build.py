@@ -4,7 +4,8 @@ repeated, see ``bench_build.py``), 1 worker (every task runs in this process, so
     python tests/benchmarks/profile_build.py --prompts 1000000 [--top 12] [--save profile_dir]
 
 Prints, per stage, wall and CPU seconds, microseconds of CPU per prompt, and the functions with the most own
-time (``tottime``) with their call counts; ``--save`` keeps each stage's pstats file. CPU time and call counts
+time (``tottime``) with their call counts, and the process's peak memory when each stage ended (a stage whose
+figure jumps is the one that needs the memory); ``--save`` keeps each stage's pstats file. CPU time and call counts
 are the figures to compare on a shared machine (wall time depends on what else runs).
 """
 
@@ -14,6 +15,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -33,6 +35,7 @@ class StageProfiles:
         self.profiles: dict[str, cProfile.Profile] = {}
         self.times: dict[str, list[float]] = {}
         self.stack: list[str] = []
+        self.peaks: dict[str, float] = {}  # the process's peak RSS (MB) when the stage ended (stages end in pipeline order)
 
     def enter(self, name: str) -> None:
         if self.stack:
@@ -43,6 +46,7 @@ class StageProfiles:
     def leave(self) -> None:
         name = self.stack.pop()
         self._pause(name)
+        self.peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if self.stack:
             self._resume(self.stack[-1])
 
@@ -101,10 +105,10 @@ def main() -> None:
     prompts = sum(res.report["by_dataset"].values()) + res.report["skipped_total"]
     print(f"{prompts:,} prompts rendered ({res.report['total']:,} kept), 1 worker: {wall:.1f} s wall, {cpu:.1f} s CPU, "
           f"{cpu / prompts * 1e6:.1f} us CPU/prompt")
-    print(f"\n{'stage':36} {'wall s':>8} {'CPU s':>8} {'us CPU/prompt':>14} {'share':>6}")
+    print(f"\n{'stage':36} {'wall s':>8} {'CPU s':>8} {'us CPU/prompt':>14} {'share':>6} {'peak MB':>8}")
     total_cpu = sum(t[1] for t in prof.times.values())
     for name, t in prof.times.items():
-        print(f"{name:36} {t[0]:>8.1f} {t[1]:>8.1f} {t[1] / prompts * 1e6:>14.2f} {t[1] / total_cpu:>6.0%}")
+        print(f"{name:36} {t[0]:>8.1f} {t[1]:>8.1f} {t[1] / prompts * 1e6:>14.2f} {t[1] / total_cpu:>6.0%} {prof.peaks[name]:>8,.0f}")
     print(f"{'outside the stages (prepare, ...)':36} {'':>8} {cpu - total_cpu:>8.1f}")
     for name, profile in prof.profiles.items():
         out = io.StringIO()

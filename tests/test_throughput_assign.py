@@ -1,0 +1,84 @@
+"""Split assignment in bounded memory: ``builders.splits.Components`` joins rows one hash range at a time
+(``AssignSplits`` reads a build's linking hashes range by range instead of all at once). Fed in many ranges it
+must give exactly the components of the whole graph: checked against scipy's connected components of the
+row/text graph built here, on random graphs made to hit every case (a text shared by more than
+``max_link_rows`` rows, a row key equal to a text hash, rows with no texts, one hash twice in a row)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from builders.splits import Components, components_flat
+
+SPREAD = np.uint64(0x9E3779B97F4A7C15)  # an odd multiplier: small ids become hashes over the whole 64-bit range
+
+
+def random_graph(seed: int, rows: int = 400):
+    rng = np.random.default_rng(seed)
+    with np.errstate(over="ignore"):
+        keys = rng.integers(1, rows // 2, rows).astype(np.uint64) * SPREAD  # some rows share a key
+        counts = rng.integers(0, 6, rows)
+        owner = np.repeat(np.arange(rows), counts)
+        pool = rng.integers(1, rows, len(owner)).astype(np.uint64)
+        pool[rng.random(len(owner)) < 0.15] = 7  # one text in many rows: a category that links nothing
+        flat = pool * SPREAD
+    flat[:3] = keys[:3]  # text hashes equal to row keys: one node
+    return keys, owner, flat
+
+
+def reference(keys, owner, flat, max_link_rows):
+    """Components of the row/text graph, by scipy: rows that share a key or a text held at most max_link_rows
+    times; each component's key is its smallest node (row key or linking text)."""
+    values, counts = np.unique(flat, return_counts=True)
+    linking = np.isin(flat, values[counts <= max_link_rows])
+    nodes, inverse = np.unique(np.concatenate([keys, flat[linking]]), return_inverse=True)
+    n = len(keys)
+    row_node, text_node = inverse[:n], inverse[n:]
+    graph = coo_matrix((np.ones(n + len(text_node)), (np.concatenate([np.arange(n), owner[linking]]),
+                                                      np.concatenate([row_node, text_node]))),
+                       shape=(n, len(nodes)))
+    import scipy.sparse as sp
+
+    full = sp.bmat([[None, graph], [graph.T, None]])
+    _, label = connected_components(full, directed=False)
+    label = label[:n]
+    low = {}
+    for r in range(n):
+        low[label[r]] = min(low.get(label[r], 2**64), int(keys[r]))
+    for r, h in zip(owner[linking], flat[linking]):
+        low[label[r]] = min(low[label[r]], int(h))
+    return label, np.array([low[label[r]] for r in range(n)], dtype=np.uint64), int(len(values)), int((counts > max_link_rows).sum())
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("ranges", [1, 2, 7, 64])
+def test_components_fed_range_by_range_are_the_components_of_the_whole_graph(seed, ranges):
+    keys, owner, flat = random_graph(seed)
+    linker = Components(keys, max_link_rows=5)
+    for lo, hi in Components.ranges(ranges):
+        mine = Components.in_range(flat, lo, hi)
+        linker.add(owner[mine], flat[mine], lo, hi)
+    comp, comp_key, figures = linker.result()
+    label, low, distinct, categories = reference(keys, owner, flat, 5)
+    # the same partition of the rows, the same component keys, components numbered in the order of their keys
+    assert np.array_equal(comp_key[comp], low)
+    assert len(comp_key) == len(np.unique(label))
+    same_ref = label[:, None] == label[None, :]
+    assert np.array_equal(comp[:, None] == comp[None, :], same_ref)
+    assert np.all(np.diff(comp_key.astype(object)) > 0)
+    assert figures["linking_hashes"] == distinct and figures["category_texts_not_linking"] == categories >= 1
+    # the whole graph at once is the same
+    whole = components_flat(keys, owner, flat, 5)
+    assert np.array_equal(whole[0], comp) and np.array_equal(whole[1], comp_key) and whole[2] == figures
+    # the case links something and leaves something apart
+    assert 1 < len(comp_key) < len(keys)
+
+
+def test_ranges_cover_every_hash_once():
+    bounds = Components.ranges(5)
+    probe = np.array([0, 1, 2**63, 2**64 - 1, *[(2**64 // 5) * b for b in range(5)]], dtype=np.uint64)
+    hits = sum(Components.in_range(probe, lo, hi).astype(int) for lo, hi in bounds)
+    assert np.all(hits == 1)
