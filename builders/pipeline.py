@@ -2,7 +2,8 @@
 
 Stages (each a datatrove pipeline of the small steps in ``builders.steps``; executors from ``builders.executors``):
 
-0. ingest   ``IngestSource`` (one task per dataset): read, map columns, check labels, key each row by its text
+0. ingest   ``IngestSource`` (``INGEST_CHUNKS`` tasks per dataset, each keying every other block of its rows):
+            read, map columns, check labels, key each row by its text
 1. assign   ``AssignSplits`` (one task): one split per source text across the whole build
 2. render   ``SourceRowsReader -> RenderPrompts -> PromptFilter -> PromptSignatures -> RowWriter``
             (one task per chunk of source rows: bounded prompts per task, so memory stays flat)
@@ -156,9 +157,8 @@ def prepare(cfg: BuildConfig, api=None) -> tuple[list[CatalogEntry], Path, str, 
 def run_stages(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, revisions: dict[str, str | None],
                compile_per_row: bool = False) -> None:
     logs, ex = work / "logs", cfg.executors
-    ingest = make_executor(ex, [IngestSource(entries, cfg.local, str(work), cfg.limit,
-                                             {k: v for k, v in revisions.items() if v})],
-                           tasks=len(entries), logging_dir=logs / "0-ingest", local=True)
+    reader = IngestSource(entries, cfg.local, str(work), cfg.limit, {k: v for k, v in revisions.items() if v})
+    ingest = make_executor(ex, [reader], tasks=len(entries) * reader.chunks, logging_dir=logs / "0-ingest", local=True)
     ingest.run()
     check_complete(ingest, "ingest")
     assign = make_executor(ex, [AssignSplits(entries, str(work))], tasks=1, logging_dir=logs / "1-assign", local=True)

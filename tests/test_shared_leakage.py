@@ -135,6 +135,7 @@ def test_split_assignment_range_by_range_writes_the_same_files(full_build, tmp_p
 
     import builders.steps.assign as assign
     from builders.pipeline import select_entries
+    from builders.steps.ingest import ingested_meta
 
     out, _ = full_build
     done = out / "_build"
@@ -142,7 +143,7 @@ def test_split_assignment_range_by_range_writes_the_same_files(full_build, tmp_p
     shutil.copytree(done / "sources", work / "sources", ignore=shutil.ignore_patterns("*.assigned.*"))
     local = {name: "unused" for name in SHARED}
     entries = select_entries(BuildConfig(out=tmp_path / "unused", datasets=sorted(local), local=local))
-    hashes = sum(json.loads((work / "sources" / f"{e.name}.json").read_text())["link_hashes"] for e in entries)
+    hashes = sum(ingested_meta(work, e.name)["link_hashes"] for e in entries)
     monkeypatch.setattr(assign, "LINK_RANGE_HASHES", 2000)
     assert hashes > 20 * 2000  # so the assignment below really goes range by range
     list(assign.AssignSplits(entries, str(work)).run())

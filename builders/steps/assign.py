@@ -5,7 +5,8 @@ dataset or task. Each row gets a tentative split (its source's, or carved from t
 component when the source lacks validation/test); every component then takes the highest split any of its rows
 has (test, then validation, then train). Within a dataset, a row with the same text and the same other
 variables as an earlier row is a duplicate source row (set aside with the reason); rows with the same text and
-different labels are kept, once per label, in that one split, and counted. Writes
+different labels are kept, once per label, in that one split, and counted. Memory stays flat as a build grows:
+a few bytes per row, the linking hashes read one hash range at a time (``Components``). Writes
 ``_build/sources/<name>.assigned.parquet`` and ``.assigned.json``, and ``_build/splits.json`` (the figures of
 the whole build). The ingest output is kept, so a killed run redoes this stage from the same input."""
 
@@ -26,6 +27,7 @@ from builders.schema import SOURCE_SCHEMA, SPLIT_PRIORITY, SPLITS
 from builders.hashes import hex64
 from builders.leakage import split_priorities
 from builders.splits import PRIORITY_SPLIT, Components, missing_splits, split_of_components
+from builders.steps.ingest import ingested_columns, ingested_meta, ingested_tables
 from builders.steps.rejects import RejectLog
 
 
@@ -50,13 +52,14 @@ class AssignSplits(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         work = Path(self.work)
-        keys, own, entry_of, fractions, missing, hashes = [], [], [], [], [], 0
+        keys, own, entry_of, fractions, missing, rows, hashes = [], [], [], [], [], [], 0
         for i, e in enumerate(self.entries):  # every row's key and own split, as flat arrays (9 bytes a row)
-            meta = json.loads((work / "sources" / f"{e.name}.json").read_text(encoding="utf-8"))
-            cols = pq.read_table(work / "sources" / f"{e.name}.parquet", columns=["source_id", "own_split"])
+            meta = ingested_meta(work, e.name)
+            cols = ingested_columns(work, e.name, ["source_id", "own_split"])
             keys.append(hex64(cols["source_id"]))
             own.append(split_priorities(cols["own_split"]).astype(np.int8))
             entry_of.append(np.full(cols.num_rows, i, dtype=np.int16 if len(self.entries) < 2**15 else np.int32))
+            rows.append(cols.num_rows)
             fractions.append(e.split_fractions)
             missing.append(missing_splits(meta["own_rows"]))
             hashes += meta.get("link_hashes", 0)
@@ -71,9 +74,7 @@ class AssignSplits(PipelineStep):
         for lo, hi in Components.ranges(-(-hashes // LINK_RANGE_HASHES)):
             owners, flats, offset = [], [], 0
             for e in self.entries:
-                src = pq.ParquetFile(work / "sources" / f"{e.name}.parquet")
-                for group in range(src.metadata.num_row_groups):
-                    table = src.read_row_group(group, columns=["parts", "shingles"])
+                for table in ingested_tables(work, e.name, ["parts", "shingles"]):
                     for name in ("parts", "shingles"):
                         lists = table[name].combine_chunks()
                         flat = pc.list_flatten(lists).to_numpy().astype(np.uint64)
@@ -93,8 +94,7 @@ class AssignSplits(PipelineStep):
                    "largest_component_rows": int(sizes.max()) if len(sizes) else 0, **linked}
         del comp, comp_key, sizes
         start = 0
-        for e in self.entries:
-            n = pq.ParquetFile(work / "sources" / f"{e.name}.parquet").metadata.num_rows
+        for e, n in zip(self.entries, rows):
             self._write_entry(work, e, priorities[start:start + n], tentative[start:start + n])
             start += n
         (work / "splits.json").write_text(json.dumps(figures, indent=1), encoding="utf-8")
@@ -103,7 +103,7 @@ class AssignSplits(PipelineStep):
         yield
 
     def _write_entry(self, work: Path, entry: CatalogEntry, after: np.ndarray, tentative: np.ndarray) -> None:
-        cols = pq.read_table(work / "sources" / f"{entry.name}.parquet", columns=["source_id", "row_hash", "label_hash"])
+        cols = ingested_columns(work, entry.name, ["source_id", "row_hash", "label_hash"])
         row_hash = cols["row_hash"].to_numpy()
         keep = np.zeros(len(row_hash), dtype=bool)
         keep[np.unique(row_hash, return_index=True)[1]] = True  # the first row of each content stays
@@ -126,13 +126,11 @@ class AssignSplits(PipelineStep):
         names = pa.array([PRIORITY_SPLIT.get(p) for p in range(max(SPLIT_PRIORITY.values()) + 1)], pa.string())
         counts = {s: int(np.sum(keep & (after == SPLIT_PRIORITY[s]))) for s in SPLITS}
         rejects = RejectLog(work / "rejected" / f"assign-{entry.name}.parquet")
-        src = pq.ParquetFile(work / "sources" / f"{entry.name}.parquet")
         out = assigned_path(work, entry.name)
         tmp = out.with_suffix(".tmp")
         offset = 0
         with pq.ParquetWriter(tmp, SOURCE_SCHEMA) as writer:
-            for group in range(src.metadata.num_row_groups):  # one row group at a time: memory stays flat
-                table = src.read_row_group(group)
+            for table in ingested_tables(work, entry.name):  # one block at a time: memory stays flat
                 n = table.num_rows
                 mask = keep[offset:offset + n]
                 for r in table.filter(pa.array(~mask)).to_pylist():

@@ -1,7 +1,13 @@
-"""Stage 0, ingest: one task per dataset reads its source, maps columns to template variables, checks labels,
-computes each row's split key and ``source_id``, and writes ``_build/sources/<name>.parquet`` with the row's
-own split (the build-wide split is decided next, by ``AssignSplits``). Rows that cannot be used are kept in
-``_build/rejected/`` with the reason."""
+"""Stage 0, ingest: ``INGEST_CHUNKS`` tasks per dataset read its source, map columns to template variables,
+check labels, compute each row's split key and ``source_id``, and write the row's own split (the build-wide
+split is decided next, by ``AssignSplits``). Rows that cannot be used are kept in ``_build/rejected/`` with
+the reason.
+
+The rows of a source are cut into blocks of ``BLOCK_ROWS`` rows in the order the source gives them; task ``k``
+of a dataset keys the blocks ``k, k + INGEST_CHUNKS, ...`` (every task reads the source, only one does the
+work on a row) and writes each block as one row group of ``_build/sources/<name>/<k>.parquet``, listed in
+``<k>.json``. ``ingested_tables`` reads them back block by block, in the source's order, so what follows is
+the same whatever the number of workers."""
 
 from __future__ import annotations
 
@@ -25,6 +31,51 @@ from builders.sources import REJECT, read_source, uses_local_layout
 from builders.splits import key_columns, key_text, source_id
 from builders.steps import BuildError
 from builders.steps.rejects import RejectLog, to_json
+
+
+INGEST_CHUNKS = 2  # ingest tasks per dataset (a fixed number: the output never depends on --workers)
+BLOCK_ROWS = 5000  # source rows per block (one row group of a chunk file)
+
+
+def chunk_path(work: Path, name: str, chunk: int, suffix: str = ".parquet") -> Path:
+    return Path(work) / "sources" / name / f"{chunk}{suffix}"
+
+
+def _chunk_metas(work: Path, name: str) -> dict[int, dict]:
+    folder = Path(work) / "sources" / name
+    metas = {int(p.stem): json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*.json")}
+    if not metas:
+        raise BuildError(f"dataset '{name}': no ingested rows in {folder} (ingest did not finish?)")
+    return dict(sorted(metas.items()))
+
+
+def ingested_meta(work: Path, name: str) -> dict:
+    """The ingest figures of a dataset, its chunks added up: own_rows, rejected, link_hashes, num_templates."""
+    metas = list(_chunk_metas(work, name).values())
+    total = {"own_rows": dict.fromkeys(SPLITS, 0), "rejected": {}, "link_hashes": 0,
+             "num_templates": metas[0]["num_templates"]}
+    for m in metas:
+        for k, v in m["own_rows"].items():
+            total["own_rows"][k] += v
+        for k, v in m["rejected"].items():
+            total["rejected"][k] = total["rejected"].get(k, 0) + v
+        total["link_hashes"] += m["link_hashes"]
+    return total
+
+
+def ingested_tables(work: Path, name: str, columns: list[str] | None = None):
+    """A dataset's ingested rows block by block, in the order of its source (one table per block)."""
+    metas = _chunk_metas(work, name)
+    groups = sorted((block, k, group) for k, meta in metas.items() for group, (block, _) in enumerate(meta["blocks"]))
+    files = {k: pq.ParquetFile(chunk_path(work, name, k)) for k in metas}
+    for _, k, group in groups:
+        yield files[k].read_row_group(group, columns=columns)
+
+
+def ingested_columns(work: Path, name: str, columns: list[str]) -> pa.Table:
+    """``columns`` of all of a dataset's ingested rows, in the order of its source."""
+    tables = list(ingested_tables(work, name, columns))
+    return pa.concat_tables(tables) if tables else SOURCE_SCHEMA.empty_table().select(columns)
 
 
 def own_split(entry: CatalogEntry, source_split: str) -> str | None:
@@ -79,13 +130,15 @@ class IngestSource(PipelineStep):
         super().__init__()
         self.entries, self.local, self.work, self.limit = entries, local, work, limit
         self.revisions = revisions or {}  # dataset -> resolved Hub commit
+        self.chunks, self.block_rows = INGEST_CHUNKS, BLOCK_ROWS  # tasks = len(entries) * chunks
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        entry = self.entries[rank]
+        entry, chunk = self.entries[rank // self.chunks], rank % self.chunks
         work = Path(self.work)
-        out, meta_path = work / "sources" / f"{entry.name}.parquet", work / "sources" / f"{entry.name}.json"
+        out, meta_path = chunk_path(work, entry.name, chunk), chunk_path(work, entry.name, chunk, ".json")
         out.parent.mkdir(parents=True, exist_ok=True)
-        rejects = RejectLog(work / "rejected" / f"source-{entry.name}.parquet")
+        rejects = RejectLog(work / "rejected" / f"source-{entry.name}-{chunk}.parquet")
+        blocks: list[list[int]] = []  # [block, rows] of each row group written
         tmp = out.with_suffix(".tmp")
         rejected: dict[str, int] = {}
         counts = dict.fromkeys(SPLITS, 0)
@@ -104,6 +157,8 @@ class IngestSource(PipelineStep):
         links = [0]  # linking hashes written (key texts and fingerprints): AssignSplits reads them range by range
 
         def flush(writer: pq.ParquetWriter) -> None:
+            if not pending:
+                return
             key_vars = [entry.split_key_vars(row) for *_, row in pending]
             keys, parts, shingles = key_columns([[key_text(row.get(v)) for v in kv]
                                                  for kv, (*_, row) in zip(key_vars, pending)])
@@ -132,12 +187,19 @@ class IngestSource(PipelineStep):
                 data = {**cols, "split": cols["own_split"], "parts": parts.filter(mask), "shingles": shingles.filter(mask)}
                 links[0] += len(pc.list_flatten(data["parts"])) + len(pc.list_flatten(data["shingles"]))
                 writer.write_table(pa.table({name: data[name] for name in SOURCE_SCHEMA.names}, schema=SOURCE_SCHEMA))
+                blocks.append([block, len(cols["record"])])
             pending.clear()
 
         with pq.ParquetWriter(tmp, SOURCE_SCHEMA) as writer:
             rows = read_source(entry, local_path, self.limit, revision=self.revisions.get(entry.name))
-            read = 0
-            for source_split, i, record in tqdm(rows, desc=f"read {entry.name}", unit=" rows", mininterval=2):
+            read, block = 0, 0
+            for seq, (source_split, i, record) in enumerate(tqdm(rows, desc=f"read {entry.name} [{chunk}]",
+                                                                 unit=" rows", mininterval=2)):
+                if (seq // self.block_rows) % self.chunks != chunk:
+                    continue  # another task's block
+                if seq // self.block_rows != block:
+                    flush(writer)
+                    block = seq // self.block_rows
                 read += 1
                 row, reason = map_record(entry, record, local_layout)
                 split = own_split(entry, source_split) if row is not None else None
@@ -147,13 +209,12 @@ class IngestSource(PipelineStep):
                     reject(source_split, i, reason, to_json(record))
                     continue
                 pending.append((source_split, i, split, row))
-                if len(pending) >= 5000:
-                    flush(writer)
             flush(writer)
             self.stat_update("source_rows", value=read)
         os.replace(tmp, out)
         rejects.close()
-        meta = {"own_rows": counts, "rejected": rejected, "num_templates": len(entry.templates), "link_hashes": links[0]}
+        meta = {"own_rows": counts, "rejected": rejected, "num_templates": len(entry.templates), "link_hashes": links[0],
+                "blocks": blocks}
         meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
         return
         yield  # a generator that yields nothing: datatrove steps are generators

@@ -7,6 +7,7 @@ row/text graph built here, on random graphs made to hit every case (a text share
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -82,3 +83,42 @@ def test_ranges_cover_every_hash_once():
     probe = np.array([0, 1, 2**63, 2**64 - 1, *[(2**64 // 5) * b for b in range(5)]], dtype=np.uint64)
     hits = sum(Components.in_range(probe, lo, hi).astype(int) for lo, hi in bounds)
     assert np.all(hits == 1)
+
+
+# ------------------------------------------------------------------ ingest: several tasks per dataset
+
+
+def test_ingest_in_chunks_gives_the_output_of_one_task_per_dataset(tmp_path, monkeypatch):
+    """Ingest runs ``INGEST_CHUNKS`` tasks per dataset, each keying every other block of rows; the blocks are
+    read back in the source's order, so the first of two identical rows is the one kept and the output is
+    byte for byte that of a single task. Blocks of 4 rows here, so rows, rejects and duplicates fall in many
+    blocks of every chunk."""
+    import builders.steps.ingest as ingest
+    from builders.pipeline import BuildConfig, build
+    from test_build import all_rows, data_digest
+    from test_integrity import SENTIMENT, csv_file, entry, tweets
+
+    texts = tweets(40)
+    rows = [[t, str(i % 2)] for i, t in enumerate(texts)]
+    rows[30] = list(rows[3])  # a duplicate source row, 27 rows (several blocks) after the first
+    rows[12][0] = " "  # an empty text: a reject
+    rows[21][1] = "7"  # an unknown label: a reject
+    root = tmp_path / "cat"
+    entry(root, "toy_tweets", {"text": "text", "label": "label"}, labels={"label": ["0", "1"]}, templates=SENTIMENT)
+    csv_file(tmp_path / "data" / "train.csv", ["text", "label"], rows)
+    monkeypatch.setattr(ingest, "BLOCK_ROWS", 4)
+    outs = {}
+    for chunks in (1, 3):
+        monkeypatch.setattr(ingest, "INGEST_CHUNKS", chunks)
+        out = tmp_path / f"out-{chunks}"
+        outs[chunks] = build(BuildConfig(out=out, datasets=["toy_tweets"], local={"toy_tweets": str(tmp_path / "data")},
+                                         catalog_dirs=[str(root)], workers=2))
+        assert len(list((out / "_build" / "sources" / "toy_tweets").glob("*.parquet"))) == chunks
+    assert data_digest(tmp_path / "out-1") == data_digest(tmp_path / "out-3")
+    assert outs[1].report["skipped"] == outs[3].report["skipped"]
+    skipped = outs[3].report["skipped"]["toy_tweets"]
+    assert skipped["source: duplicate source row"] == 1 and skipped["source: empty text"] == 1
+    duplicates = [r for p in (tmp_path / "out-3" / "_build" / "rejected").glob("assign-*.parquet")
+                  for r in pq.read_table(p).to_pylist()]
+    assert [r["source_row"] for r in duplicates] == [30]  # the later copy is the one set aside
+    assert len(all_rows(tmp_path / "out-3")) == (40 - 3) * len(SENTIMENT)
