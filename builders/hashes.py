@@ -32,6 +32,7 @@ def hash64(values: pa.Array | pa.ChunkedArray | list[str | None]) -> np.ndarray:
     return np.fromiter((h(view[a:b]) for a, b in zip(offsets[:-1], offsets[1:])), dtype=np.uint64, count=len(arr))
 
 
+HEX_ROWS = 1 << 16
 _HEX = np.full(256, 255, dtype=np.uint8)
 _HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
 _HEX[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
@@ -49,10 +50,14 @@ def hex64(values: pa.Array | pa.ChunkedArray | list[str], digits: int = 16) -> n
     if np.any(offsets[1:] - offsets[:-1] < digits):
         raise ValueError(f"hex64: a value is shorter than {digits} hex digits")
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
-    nibbles = _HEX[data[offsets[:-1, None] + np.arange(digits)]]
-    if np.any(nibbles == 255):
-        raise ValueError("hex64: a value is not hexadecimal")
     out = np.zeros(len(arr), dtype=np.uint64)
-    for j in range(digits):
-        out = (out << np.uint64(4)) | nibbles[:, j].astype(np.uint64)
+    for lo in range(0, len(arr), HEX_ROWS):  # a slice at a time: the digit table is digits bytes x rows
+        starts = offsets[lo:min(lo + HEX_ROWS, len(arr))]
+        nibbles = _HEX[data[starts[:, None] + np.arange(digits)]]
+        if np.any(nibbles == 255):
+            raise ValueError("hex64: a value is not hexadecimal")
+        part = np.zeros(len(starts), dtype=np.uint64)
+        for j in range(digits):
+            part = (part << np.uint64(4)) | nibbles[:, j].astype(np.uint64)
+        out[lo:lo + len(starts)] = part
     return out

@@ -57,7 +57,8 @@ RENDERED_SCHEMA = extend(PROMPT_SCHEMA, [("source_split", pa.string()), ("source
 # is the same whatever the number of workers. Signatures are split into one hash bucket per BUCKET_PROMPTS
 # planned prompts (at least MIN_BUCKETS): the find and check stages run one task per bucket.
 MIN_UNITS, MIN_UNIT_PROMPTS = 16, 10_000
-BUCKET_PROMPTS, MIN_BUCKETS = 1_000_000, 2
+BUCKET_PROMPTS, MIN_BUCKETS = 500_000, 2
+STAGING_ROWS = 10_000
 
 
 @dataclass
@@ -188,8 +189,9 @@ def run_stages(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, revisi
                        exclusion_writer=ParquetWriter(str(work / "rejected" / "duplicates"),
                                                       adapter=reject_adapter("duplicate"), schema=REJECT_SCHEMA,
                                                       max_file_size=-1)),
+        # the published shards: row groups of STAGING_ROWS prompts (a few MB each)
         RowWriter(str(work / "staging"), PROMPT_SCHEMA, output_filename="${task}/${split}/${rank}.parquet",
-                  max_file_size=cfg.shard_size_mb * 2**20),
+                  max_file_size=cfg.shard_size_mb * 2**20, batch_size=STAGING_ROWS),
         CheckSignatures(str(work / "checks" / "sigs"), buckets=buckets),
     ], tasks=tasks, logging_dir=logs / "4-write", depends=find, name="write")
     check = make_executor(ex, [FindLeaks(str(work / "checks" / "sigs"), str(work / "checks" / "figures"))],

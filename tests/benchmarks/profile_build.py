@@ -6,7 +6,8 @@ repeated, see ``bench_build.py``), 1 worker (every task runs in this process, so
 Prints, per stage, wall and CPU seconds, microseconds of CPU per prompt, and the functions with the most own
 time (``tottime``) with their call counts, and the process's peak memory when each stage ended (a stage whose
 figure jumps is the one that needs the memory); ``--save`` keeps each stage's pstats file. CPU time and call counts
-are the figures to compare on a shared machine (wall time depends on what else runs).
+are the figures to compare on a shared machine (wall time depends on what else runs). ``--times-only``: the
+same table without cProfile, whose overhead inflates the stages that make many Python calls.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from bench_build import DATASET, write_input  # noqa: E402
 class StageProfiles:
     """One cProfile per stage; a stage that starts another (datatrove runs ``depends`` first) pauses the outer."""
 
-    def __init__(self):
+    def __init__(self, profile: bool = True):
+        self.profile = profile
         self.profiles: dict[str, cProfile.Profile] = {}
         self.times: dict[str, list[float]] = {}
         self.stack: list[str] = []
@@ -51,12 +53,14 @@ class StageProfiles:
             self._resume(self.stack[-1])
 
     def _resume(self, name: str) -> None:
-        self.profiles.setdefault(name, cProfile.Profile()).enable()
+        if self.profile:
+            self.profiles.setdefault(name, cProfile.Profile()).enable()
         t = self.times.setdefault(name, [0.0, 0.0, 0.0, 0.0])
         t[2], t[3] = time.perf_counter(), time.process_time()
 
     def _pause(self, name: str) -> None:
-        self.profiles[name].disable()
+        if self.profile:
+            self.profiles[name].disable()
         t = self.times[name]
         t[0] += time.perf_counter() - t[2]
         t[1] += time.process_time() - t[3]
@@ -76,13 +80,17 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=1_000_000)
     p.add_argument("--top", type=int, default=12)
     p.add_argument("--save", help="folder for one .pstats file per stage")
+    p.add_argument("--workers", type=int, default=1,
+                   help="with --times-only: wall time per stage with this many workers (their CPU is not counted)")
+    p.add_argument("--times-only", action="store_true",
+                   help="time the stages without cProfile (its overhead inflates call-heavy stages)")
     p.add_argument("--prompts-per-task", type=int, default=200_000)
     args = p.parse_args()
 
     import builders.pipeline as pipeline
     from builders.catalog import load_catalog
 
-    prof = StageProfiles()
+    prof = StageProfiles(profile=not args.times_only)
     real_make = pipeline.make_executor
 
     def make_executor(cfg, steps, tasks, logging_dir, depends=None, name="", local=False):
@@ -98,7 +106,7 @@ def main() -> None:
         data = Path(work) / "input.jsonl"
         write_input(data, args.prompts, len(load_catalog()[DATASET].templates))
         cfg = pipeline.BuildConfig(out=Path(work) / "out", datasets=[DATASET], local={DATASET: str(data)},
-                                   workers=1, prompts_per_task=args.prompts_per_task)
+                                   workers=args.workers if args.times_only else 1, prompts_per_task=args.prompts_per_task)
         start, cpu = time.perf_counter(), time.process_time()
         res = pipeline.build(cfg)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
