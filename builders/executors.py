@@ -50,10 +50,18 @@ def _preload_step_modules(pipeline: list) -> None:
     """datatrove's local workers come from a forkserver (its default start method): have the forkserver import
     the modules of the steps once, so each worker of each stage is forked with them loaded instead of importing
     pyarrow, datatrove, jinja2 and the builder again (seconds per worker per stage). Only takes effect for the
-    forkserver's first start in this process; modules it lacks are still imported by the workers as usual."""
+    forkserver's first start in this process, so every module of ``builders.steps`` is preloaded then; modules
+    it lacks are still imported by the workers as usual."""
+    import pkgutil
+
     import multiprocess
 
-    modules = sorted({type(step).__module__ for step in pipeline} | {"datatrove.executor.local"})
+    import builders.steps
+
+    # every step module of the builder, not only this stage's: the forkserver preloads only when it first
+    # starts, and the later stages' workers come from the same forkserver
+    ours = {f"builders.steps.{m.name}" for m in pkgutil.iter_modules(builders.steps.__path__)}
+    modules = sorted({type(step).__module__ for step in pipeline} | ours | {"datatrove.executor.local"})
     multiprocess.get_context("forkserver").set_forkserver_preload(["__main__", *modules])  # __main__: the default
 
 

@@ -274,20 +274,25 @@ class Components:
                 label = nxt
         self.root = label
 
-    def result(self) -> tuple[np.ndarray, np.ndarray, dict]:
-        """(component of each row, each component's key, figures)."""
+    def roots(self) -> tuple[np.ndarray, np.ndarray]:
+        """(each row's component as the index of its first row, each row's component key): ``result``
+        without the dense labels (no sort: what a build uses)."""
         low = np.full(len(self.keys), np.iinfo(np.uint64).max, dtype=np.uint64)
         np.minimum.at(low, self.root, self.low)
-        comp_key, comp = np.unique(low[self.root], return_inverse=True)
+        return self.root, low[self.root]
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(component of each row, each component's key, figures)."""
+        comp_key, comp = np.unique(self.roots()[1], return_inverse=True)
         return comp, comp_key, dict(self.figures)
 
 
-def split_of_components(comp: np.ndarray, comp_key: np.ndarray, own: np.ndarray, entry: np.ndarray,
+def split_of_components(comp: np.ndarray, row_key: np.ndarray, own: np.ndarray, entry: np.ndarray,
                         fractions: list[dict[str, float]], missing: list[set[str]]) -> tuple[np.ndarray, np.ndarray]:
-    """(split priority, tentative priority) of each row: carved by its component's key, then the highest of
-    its component."""
-    tentative = carve_all(comp_key[comp], own, entry, fractions, missing)
-    best = np.zeros(len(comp_key), dtype=np.int8)
+    """(split priority, tentative priority) of each row: carved by its component's key (``row_key``, per row),
+    then the highest of its component (``comp``: any labels below the number of rows)."""
+    tentative = carve_all(row_key, own, entry, fractions, missing)
+    best = np.zeros(len(comp), dtype=np.int8)
     np.maximum.at(best, comp, tentative)
     return best[comp], tentative
 
@@ -315,7 +320,7 @@ def assign_flat(keys: np.ndarray, owner: np.ndarray, flat: np.ndarray, own: np.n
     ``entry`` the index of its entry in ``fractions``/``missing``. Returns (split priorities, tentative
     priorities, component labels, figures)."""
     comp, comp_key, figures = components_flat(keys, owner, flat)
-    best, tentative = split_of_components(comp, comp_key, own, entry, fractions, missing)
+    best, tentative = split_of_components(comp, comp_key[comp], own, entry, fractions, missing)
     return best, tentative, comp, figures
 
 

@@ -32,6 +32,7 @@ from builders.steps.rejects import RejectLog
 
 
 LINK_RANGE_HASHES = 1 << 20  # linking hashes taken at a time: about 60 MB of work arrays, whatever the build's size
+RANGE_ROWS = 1 << 18  # rows of one dataset taken at a time to find its duplicate rows and conflicting labels
 
 
 def assigned_path(work: Path, name: str) -> Path:
@@ -84,15 +85,16 @@ class AssignSplits(PipelineStep):
                     offset += table.num_rows
             linker.add(joined(owners, np.int64), joined(flats, np.uint64), lo, hi)
             del owners, flats
-        comp, comp_key, linked = linker.result()
+        root, row_key = linker.roots()
+        linked = linker.figures
         del linker
-        priorities, tentative = split_of_components(comp, comp_key, joined(own, np.int8), joined(entry_of, np.int16),
+        priorities, tentative = split_of_components(root, row_key, joined(own, np.int8), joined(entry_of, np.int16),
                                                     fractions, missing)
-        del own, entry_of
-        sizes = np.bincount(comp) if len(comp) else np.zeros(0, np.int64)
-        figures = {"rows": len(comp), "components": int(len(sizes)),
+        del own, entry_of, row_key
+        sizes = np.bincount(root) if len(root) else np.zeros(0, np.int64)
+        figures = {"rows": len(root), "components": int(np.count_nonzero(sizes)),
                    "largest_component_rows": int(sizes.max()) if len(sizes) else 0, **linked}
-        del comp, comp_key, sizes
+        del root, sizes
         start = 0
         for e, n in zip(self.entries, rows):
             self._write_entry(work, e, priorities[start:start + n], tentative[start:start + n])
@@ -104,23 +106,20 @@ class AssignSplits(PipelineStep):
 
     def _write_entry(self, work: Path, entry: CatalogEntry, after: np.ndarray, tentative: np.ndarray) -> None:
         cols = ingested_columns(work, entry.name, ["source_id", "row_hash", "label_hash"])
-        row_hash = cols["row_hash"].to_numpy()
-        keep = np.zeros(len(row_hash), dtype=bool)
-        keep[np.unique(row_hash, return_index=True)[1]] = True  # the first row of each content stays
-        del row_hash
-        # conflicting labels: texts that, among the kept rows, have more than one label combination
-        ids, labels = hex64(cols["source_id"])[keep], cols["label_hash"].to_numpy()[keep]
+        row_hash, ids, labels = cols["row_hash"].to_numpy(), hex64(cols["source_id"]), cols["label_hash"].to_numpy()
         del cols
-        order = np.lexsort((labels, ids))
-        ids, labels = ids[order], labels[order]
-        del order
-        new_pair = np.ones(len(ids), dtype=bool)
-        new_pair[1:] = (ids[1:] != ids[:-1]) | (labels[1:] != labels[:-1])
-        second_label = new_pair.copy()  # a pair that starts a second (third ...) label of its text
-        second_label[0:1] = False
-        second_label[1:] &= ids[1:] == ids[:-1]
-        conflicting = len(np.unique(ids[second_label]))
-        del ids, labels, new_pair, second_label
+        keep = np.zeros(len(row_hash), dtype=bool)
+        conflicting = 0
+        for lo, hi in Components.ranges(-(-len(row_hash) // RANGE_ROWS)):  # a hash range at a time: flat memory
+            at = np.flatnonzero(Components.in_range(row_hash, lo, hi))
+            keep[at[np.unique(row_hash[at], return_index=True)[1]]] = True  # the first row of each content stays
+        for lo, hi in Components.ranges(-(-len(row_hash) // RANGE_ROWS)):
+            # conflicting labels: texts that, among the kept rows, have more than one label combination
+            at = np.flatnonzero(Components.in_range(ids, lo, hi) & keep)
+            pairs = np.unique(np.stack([ids[at], labels[at]], axis=1), axis=0)  # distinct (text, labels)
+            _, counts = np.unique(pairs[:, 0], return_counts=True)
+            conflicting += int(np.count_nonzero(counts > 1))
+        del row_hash, ids, labels
         raised = keep & (after > tentative)
         moved = {s: int(np.sum(raised & (after == SPLIT_PRIORITY[s]))) for s in SPLITS if np.any(raised & (after == SPLIT_PRIORITY[s]))}
         names = pa.array([PRIORITY_SPLIT.get(p) for p in range(max(SPLIT_PRIORITY.values()) + 1)], pa.string())
