@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,9 @@ from builders.steps.ingest import ingested_columns, ingested_meta, ingested_tabl
 from builders.steps.rejects import RejectLog
 
 
-LINK_RANGE_HASHES = 1 << 20  # linking hashes taken at a time: about 60 MB of work arrays, whatever the build's size
+LINK_RANGE_HASHES = 1 << 18  # linking hashes joined at a time: some 50 MB of work arrays, whatever the build's size
+MAX_RANGES = 512  # files open at once while sorting hashes into ranges (a larger build takes larger ranges)
+LINK_DTYPE = np.dtype([("hash", "<u8"), ("row", "<i8")])
 RANGE_ROWS = 1 << 18  # rows of one dataset taken at a time to find its duplicate rows and conflicting labels
 
 
@@ -71,20 +74,40 @@ class AssignSplits(PipelineStep):
 
         linker = Components(joined(keys, np.uint64))
         del keys
-        # the linking hashes (key texts and fingerprints) one hash range at a time: memory stays flat
-        for lo, hi in Components.ranges(-(-hashes // LINK_RANGE_HASHES)):
-            owners, flats, offset = [], [], 0
+        # the linking hashes (key texts and fingerprints), sorted into hash ranges on disk in one pass over
+        # the ingested rows, then joined one range at a time: memory stays flat
+        ranges = Components.ranges(min(MAX_RANGES, -(-hashes // LINK_RANGE_HASHES)))
+        folder = work / "links"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        step = np.uint64(ranges[1][0]) if len(ranges) > 1 else None
+        files = [open(folder / f"{r:05d}.bin", "wb") for r in range(len(ranges))]
+        try:
+            offset = 0
             for e in self.entries:
                 for table in ingested_tables(work, e.name, ["parts", "shingles"]):
                     for name in ("parts", "shingles"):
                         lists = table[name].combine_chunks()
-                        flat = pc.list_flatten(lists).to_numpy().astype(np.uint64)
-                        mine = Components.in_range(flat, lo, hi)
-                        owners.append(pc.list_parent_indices(lists).to_numpy()[mine].astype(np.int64) + offset)
-                        flats.append(flat[mine])
+                        flat = pc.list_flatten(lists)
+                        rec = np.empty(len(flat), LINK_DTYPE)
+                        rec["hash"] = flat.to_numpy()
+                        rec["row"] = pc.list_parent_indices(lists).to_numpy() + offset
+                        which = (rec["hash"] // step).astype(np.int64) if step else np.zeros(len(rec), np.int64)
+                        which = np.minimum(which, len(ranges) - 1)
+                        order = np.argsort(which, kind="stable")
+                        rec, which = rec[order], which[order]
+                        bounds = np.searchsorted(which, np.arange(len(ranges) + 1))
+                        for r in np.flatnonzero(np.diff(bounds)):
+                            files[r].write(rec[bounds[r]:bounds[r + 1]].tobytes())
                     offset += table.num_rows
-            linker.add(joined(owners, np.int64), joined(flats, np.uint64), lo, hi)
-            del owners, flats
+        finally:
+            for f in files:
+                f.close()
+        for r, (lo, hi) in enumerate(ranges):
+            rec = np.fromfile(folder / f"{r:05d}.bin", dtype=LINK_DTYPE)
+            linker.add(rec["row"], rec["hash"], lo, hi)
+            del rec
+        shutil.rmtree(folder, ignore_errors=True)
         root, row_key = linker.roots()
         linked = linker.figures
         del linker
