@@ -28,7 +28,7 @@ from builders.schema import SOURCE_SCHEMA, SPLIT_PRIORITY, SPLITS
 from builders.hashes import hex64
 from builders.leakage import split_priorities
 from builders.splits import PRIORITY_SPLIT, Components, missing_splits, split_of_components
-from builders.steps.ingest import ingested_columns, ingested_meta, ingested_tables
+from builders.steps.ingest import ingested_meta, ingested_tables
 from builders.steps.rejects import RejectLog
 
 
@@ -59,15 +59,16 @@ class AssignSplits(PipelineStep):
         keys, own, entry_of, fractions, missing, rows, hashes = [], [], [], [], [], [], 0
         for i, e in enumerate(self.entries):  # every row's key and own split, as flat arrays (9 bytes a row)
             meta = ingested_meta(work, e.name)
-            cols = ingested_columns(work, e.name, ["source_id", "own_split"])
-            keys.append(hex64(cols["source_id"]))
-            own.append(split_priorities(cols["own_split"]).astype(np.int8))
-            entry_of.append(np.full(cols.num_rows, i, dtype=np.int16 if len(self.entries) < 2**15 else np.int32))
-            rows.append(cols.num_rows)
+            n = 0
+            for block in ingested_tables(work, e.name, ["source_id", "own_split"]):  # a block at a time
+                keys.append(hex64(block["source_id"]))
+                own.append(split_priorities(block["own_split"]).astype(np.int8))
+                n += block.num_rows
+            entry_of.append(np.full(n, i, dtype=np.int16 if len(self.entries) < 2**15 else np.int32))
+            rows.append(n)
             fractions.append(e.split_fractions)
             missing.append(missing_splits(meta["own_rows"]))
             hashes += meta.get("link_hashes", 0)
-            del cols
 
         def joined(parts, dtype):
             return np.concatenate(parts) if parts else np.zeros(0, dtype)
@@ -128,9 +129,11 @@ class AssignSplits(PipelineStep):
         yield
 
     def _write_entry(self, work: Path, entry: CatalogEntry, after: np.ndarray, tentative: np.ndarray) -> None:
-        cols = ingested_columns(work, entry.name, ["source_id", "row_hash", "label_hash"])
-        row_hash, ids, labels = cols["row_hash"].to_numpy(), hex64(cols["source_id"]), cols["label_hash"].to_numpy()
-        del cols
+        parts = [(b["row_hash"].to_numpy(), hex64(b["source_id"]), b["label_hash"].to_numpy())
+                 for b in ingested_tables(work, entry.name, ["source_id", "row_hash", "label_hash"])]
+        row_hash, ids, labels = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, np.uint64)
+                                 for k in range(3))
+        del parts
         keep = np.zeros(len(row_hash), dtype=bool)
         conflicting = 0
         for lo, hi in Components.ranges(-(-len(row_hash) // RANGE_ROWS)):  # a hash range at a time: flat memory

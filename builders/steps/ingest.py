@@ -72,12 +72,6 @@ def ingested_tables(work: Path, name: str, columns: list[str] | None = None):
         yield files[k].read_row_group(group, columns=columns)
 
 
-def ingested_columns(work: Path, name: str, columns: list[str]) -> pa.Table:
-    """``columns`` of all of a dataset's ingested rows, in the order of its source."""
-    tables = list(ingested_tables(work, name, columns))
-    return pa.concat_tables(tables) if tables else SOURCE_SCHEMA.empty_table().select(columns)
-
-
 def own_split(entry: CatalogEntry, source_split: str) -> str | None:
     """The output split a source split maps to (a split named like an output split maps to itself)."""
     return entry.splits.get(source_split) or (source_split if source_split in SPLITS else None)
