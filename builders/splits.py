@@ -230,6 +230,14 @@ class Components:
         return [(b * step, (b + 1) * step if b < count - 1 else None) for b in range(max(1, count))]
 
     @staticmethod
+    def range_index(values: np.ndarray, count: int) -> np.ndarray:
+        """Which of ``ranges(count)`` each value falls in."""
+        if count <= 1:
+            return np.zeros(len(values), dtype=np.int64)
+        step = np.uint64(2**64 // count)
+        return np.minimum(values // step, np.uint64(count - 1)).astype(np.int64)
+
+    @staticmethod
     def in_range(values: np.ndarray, lo: int, hi: int | None) -> np.ndarray:
         mask = values >= np.uint64(lo)
         return mask if hi is None else mask & (values < np.uint64(hi))

@@ -83,6 +83,11 @@ def test_ranges_cover_every_hash_once():
     probe = np.array([0, 1, 2**63, 2**64 - 1, *[(2**64 // 5) * b for b in range(5)]], dtype=np.uint64)
     hits = sum(Components.in_range(probe, lo, hi).astype(int) for lo, hi in bounds)
     assert np.all(hits == 1)
+    # range_index (how the build files hashes by range) names the one range in_range says
+    which = Components.range_index(probe, 5)
+    for r, (lo, hi) in enumerate(bounds):
+        assert np.array_equal(which == r, Components.in_range(probe, lo, hi))
+    assert np.all(Components.range_index(probe, 1) == 0)
 
 
 # ------------------------------------------------------------------ ingest: several tasks per dataset

@@ -68,7 +68,7 @@ class AssignSplits(PipelineStep):
             rows.append(n)
             fractions.append(e.split_fractions)
             missing.append(missing_splits(meta["own_rows"]))
-            hashes += meta.get("link_hashes", 0)
+            hashes += meta["link_hashes"]
 
         def joined(parts, dtype):
             return np.concatenate(parts) if parts else np.zeros(0, dtype)
@@ -81,7 +81,6 @@ class AssignSplits(PipelineStep):
         folder = work / "links"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        step = np.uint64(ranges[1][0]) if len(ranges) > 1 else None
         files = [open(folder / f"{r:05d}.bin", "wb") for r in range(len(ranges))]
         try:
             offset = 0
@@ -93,8 +92,7 @@ class AssignSplits(PipelineStep):
                         rec = np.empty(len(flat), LINK_DTYPE)
                         rec["hash"] = flat.to_numpy()
                         rec["row"] = pc.list_parent_indices(lists).to_numpy() + offset
-                        which = (rec["hash"] // step).astype(np.int64) if step else np.zeros(len(rec), np.int64)
-                        which = np.minimum(which, len(ranges) - 1)
+                        which = Components.range_index(rec["hash"], len(ranges))
                         order = np.argsort(which, kind="stable")
                         rec, which = rec[order], which[order]
                         bounds = np.searchsorted(which, np.arange(len(ranges) + 1))
@@ -136,10 +134,11 @@ class AssignSplits(PipelineStep):
         del parts
         keep = np.zeros(len(row_hash), dtype=bool)
         conflicting = 0
-        for lo, hi in Components.ranges(-(-len(row_hash) // RANGE_ROWS)):  # a hash range at a time: flat memory
+        ranges = Components.ranges(-(-len(row_hash) // RANGE_ROWS))  # a hash range at a time: flat memory
+        for lo, hi in ranges:
             at = np.flatnonzero(Components.in_range(row_hash, lo, hi))
             keep[at[np.unique(row_hash[at], return_index=True)[1]]] = True  # the first row of each content stays
-        for lo, hi in Components.ranges(-(-len(row_hash) // RANGE_ROWS)):
+        for lo, hi in ranges:
             # conflicting labels: texts that, among the kept rows, have more than one label combination
             at = np.flatnonzero(Components.in_range(ids, lo, hi) & keep)
             pairs = np.unique(np.stack([ids[at], labels[at]], axis=1), axis=0)  # distinct (text, labels)

@@ -50,15 +50,12 @@ def _chunk_metas(work: Path, name: str) -> dict[int, dict]:
 
 
 def ingested_meta(work: Path, name: str) -> dict:
-    """The ingest figures of a dataset, its chunks added up: own_rows, rejected, link_hashes, num_templates."""
-    metas = list(_chunk_metas(work, name).values())
-    total = {"own_rows": dict.fromkeys(SPLITS, 0), "rejected": {}, "link_hashes": 0,
-             "num_templates": metas[0]["num_templates"]}
-    for m in metas:
+    """What split assignment needs of a dataset's ingest, its chunks added up: own_rows (rows per own split)
+    and link_hashes."""
+    total = {"own_rows": dict.fromkeys(SPLITS, 0), "link_hashes": 0}
+    for m in _chunk_metas(work, name).values():
         for k, v in m["own_rows"].items():
             total["own_rows"][k] += v
-        for k, v in m["rejected"].items():
-            total["rejected"][k] = total["rejected"].get(k, 0) + v
         total["link_hashes"] += m["link_hashes"]
     return total
 
