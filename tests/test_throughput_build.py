@@ -127,3 +127,16 @@ def test_ingest_in_chunks_gives_the_output_of_one_task_per_dataset(tmp_path, mon
                   for r in pq.read_table(p).to_pylist()]
     assert [r["source_row"] for r in duplicates] == [30]  # the later copy is the one set aside
     assert len(all_rows(tmp_path / "out-3")) == (40 - 3) * len(SENTIMENT)
+
+
+def test_hex64_a_slice_at_a_time_reads_every_id(monkeypatch):
+    """hex64 decodes ids a slice of HEX_ROWS at a time (bounded memory): slices of 3 rows give int(v[:16], 16)
+    for every value, and a bad value in a later slice is still refused."""
+    import builders.hashes as hashes
+
+    monkeypatch.setattr(hashes, "HEX_ROWS", 3)
+    rng = np.random.default_rng(0)
+    values = [f"{int(x):016x}ab" for x in rng.integers(0, 2**63, 10, dtype=np.int64)] + ["FFFFFFFFFFFFFFFF"]
+    assert hashes.hex64(values).tolist() == [int(v[:16], 16) for v in values]
+    with pytest.raises(ValueError, match="not hexadecimal"):
+        hashes.hex64(values[:7] + ["zz" * 8])
