@@ -20,12 +20,19 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 SEPARATOR = "|||"
 _PROTECTED = "\ue000\ue001\ue000"  # stands in for a '|||' that comes from the data while rendering
 MAX_RENDERED_CHARS = 1_000_000  # one prompt (inputs ||| targets); a template that writes more is refused
+BATCH_CHARS = MAX_RENDERED_CHARS // 4  # source-record characters ``render_many`` renders in one loop at most
+_ROW_END = "\x00"  # ends each row's output in a looped render (a row whose data holds one is rendered alone)
+_LOOP_NAMES = frozenset({"loop", "_rows_", "_row_"})  # what the loop binds besides the template's variables
+# nodes a loop around the template could change the meaning of
+_UNLOOPABLE = (jinja2.nodes.Extends, jinja2.nodes.Block, jinja2.nodes.Include, jinja2.nodes.Import,
+               jinja2.nodes.FromImport)
 _TOP_LEVEL_UNDEFINED = re.compile(r"^'(\w+)' is undefined$")
 
 # Arabic diacritics (tashkeel: fathatan .. sukun, superscript alef) and tatweel.
@@ -149,7 +156,8 @@ class Template:
 
     def __getstate__(self) -> dict:
         # compiled jinja objects are rebuilt lazily in each worker process
-        return {k: v for k, v in self.__dict__.items() if k not in ("compiled", "compiled_choices", "variables", "fixed_choices")}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("compiled", "compiled_choices", "variables", "fixed_choices", "looped", "looped_choices")}
 
     def _where(self, row: str | None = None) -> str:
         where = f"dataset '{self.dataset}', template '{self.name}' ({self.id})"
@@ -180,13 +188,27 @@ class Template:
             return split_choices(self.compiled_choices.render())
         return None
 
+    @cached_property
+    def looped(self) -> tuple[jinja2.Template, tuple[str, ...]] | None:
+        """The template inside a loop over rows (``looped_template``), or None when it cannot be looped."""
+        row_choices = bool(self.answer_choices) and self.fixed_choices is None
+        return looped_template(self.jinja, sorted(self.variables) + (["answer_choices"] if row_choices else []),
+                               self.variables, self._where())
+
+    @cached_property
+    def looped_choices(self) -> tuple[jinja2.Template, tuple[str, ...]] | None:
+        if not self.answer_choices or self.fixed_choices is not None:
+            return None
+        names = jinja2.meta.find_undeclared_variables(ENV.parse(self.answer_choices))
+        return looped_template(self.answer_choices, sorted(names), names, self._where())
+
     @property
     def sha(self) -> str:
         payload = "\x1f".join([self.id, self.name, self.jinja, self.answer_choices or ""])
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def render(self, row: dict[str, Any], row_ref: str | None = None) -> tuple[str, str, list[str]]:
-        protected = _has_separator(row)
+        protected = has_separator(row)
         if protected:  # a '|||' in the data (at any depth) must not split input from target
             row = _protect(row)
         try:
@@ -217,13 +239,130 @@ class Template:
         return inputs.strip(), targets.strip(), choices
 
 
-def _has_separator(value: Any) -> bool:
+    def render_many(self, rows: list[dict[str, Any]], row_refs: list[str], sizes: list[int] | None = None,
+                    plain: list[bool] | None = None) -> tuple[list[str], list[str], list[list[str]], dict[int, str]]:
+        """``render`` for many rows: (inputs, targets, answer_choices) per row, with the message of each row-level
+        error by row index instead of raised (its row gets empty texts); other errors are raised as ``render``
+        raises them. The same results as ``render`` row by row, in fewer calls: rows are rendered
+        ``BATCH_CHARS`` source characters (``sizes``: each row's) at a time in one call of ``looped``, which
+        saves ``render``'s per-call set-up (a new context per row). A row the loop cannot take as it is (a
+        '|||' in its data, a variable it lacks or one that shadows a global) and every batch whose output is
+        not exactly one sound prompt per row (an error, a NUL in the data, output past ``MAX_RENDERED_CHARS``)
+        are rendered with ``render``, one row at a time. ``plain``: per row, that its data holds no '|||' (a
+        caller rendering many templates computes it once)."""
+        n = len(rows)
+        inputs, targets, choices = [""] * n, [""] * n, [[] for _ in range(n)]
+        errors: dict[int, str] = {}
+        plain = plain if plain is not None else [not has_separator(r) for r in rows]
+        loopable = self._loopable_rows(rows, plain)
+        alone = [i for i in range(n) if not loopable[i]]
+        batch: list[int] = []
+        budget = 0
+        for i in (i for i in range(n) if loopable[i]):
+            batch.append(i)
+            budget += sizes[i] if sizes else 0
+            if budget >= BATCH_CHARS:
+                alone += self._render_loop(rows, batch, inputs, targets, choices)
+                batch, budget = [], 0
+        if batch:
+            alone += self._render_loop(rows, batch, inputs, targets, choices)
+        for i in sorted(alone):
+            try:
+                inputs[i], targets[i], choices[i] = self.render(rows[i], row_refs[i])
+            except TemplateError as e:
+                if not e.row_level:
+                    raise
+                errors[i] = f"render error: {e}"
+        return inputs, targets, choices, errors
+
+    def _loopable_rows(self, rows: list[dict[str, Any]], plain: list[bool]) -> list[bool]:
+        if self.looped is None or (self.answer_choices and self.fixed_choices is None and self.looped_choices is None):
+            return [False] * len(rows)
+        needed = set(self.looped[1]) - {"answer_choices"}
+        shadowing = _global_reads(self.jinja)  # a row value of that name would hide the global the template reads
+        if self.looped_choices:
+            needed |= set(self.looped_choices[1])
+            shadowing |= _global_reads(self.answer_choices)
+        return [p and needed <= r.keys() and not (shadowing and shadowing & r.keys()) for p, r in zip(plain, rows)]
+
+    def _render_loop(self, rows, batch: list[int], inputs, targets, choices) -> list[int]:
+        """Render the rows ``batch`` in one loop into the lists; return the rows to render one at a time instead
+        (all of them, when the loop's output is not exactly one sound prompt per row)."""
+        if self.fixed_choices is not None:
+            row_choices = [self.fixed_choices] * len(batch)
+        elif self.answer_choices:
+            template, names = self.looped_choices
+            out = _run_loop(template, names, [rows[i] for i in batch], {})
+            if out is None:
+                return batch
+            row_choices = [split_choices(c) for c in out]
+        else:
+            row_choices = [[]] * len(batch)
+        template, names = self.looped
+        if "answer_choices" in names:
+            values, extra = [dict(rows[i], answer_choices=c) for i, c in zip(batch, row_choices)], {}
+        else:  # the same choices for every row (the sandbox keeps a template from changing them)
+            values, extra = [rows[i] for i in batch], {"answer_choices": row_choices[0] if batch else []}
+        out = _run_loop(template, names, values, extra)
+        if out is None or any(SEPARATOR not in text for text in out):
+            return batch
+        for i, text, c in zip(batch, out, row_choices):
+            a, _, b = text.partition(SEPARATOR)
+            inputs[i], targets[i], choices[i] = a.strip(), b.strip(), list(c)
+        return []
+
+
+def looped_template(source: str, names: list[str], reads: set[str], where: str
+                    ) -> tuple[jinja2.Template, tuple[str, ...]] | None:
+    """``source`` compiled inside ``{% for <names> in _rows_ %}...{% endfor %}``, each row's output ended by
+    ``_ROW_END``: one render call renders many rows, each seeing only its own values (``names``) and what
+    ``source`` sets itself (a ``{% set %}`` inside a loop lasts one iteration). None when the loop could change
+    what the template means: it reads a name the loop binds (``loop``), or uses extends, blocks, includes or
+    imports. (A trailing newline, which jinja drops from a whole template but keeps here, ends up in the
+    stripped targets.)"""
+    if reads & _LOOP_NAMES or any(True for _ in ENV.parse(source).find_all(_UNLOOPABLE)):
+        return None
+    target = ", ".join(names) or "_row_"
+    try:
+        return compile_jinja(f"{{% for {target} in _rows_ %}}{source}{_ROW_END}{{% endfor %}}", where), tuple(names)
+    except TemplateError:  # what compiles alone but not in a loop is rendered alone
+        return None
+
+
+def _global_reads(source: str) -> set[str]:
+    """The environment's globals (``range``, ``dict`` ...) that ``source`` reads."""
+    return {n.name for n in ENV.parse(source).find_all(jinja2.nodes.Name) if n.ctx == "load"} & ENV.globals.keys()
+
+
+def _run_loop(template: jinja2.Template, names: tuple[str, ...], rows: list[dict], extra: dict) -> list[str] | None:
+    """One looped render of ``rows``: each row's output, or None if rendering failed, wrote past
+    ``MAX_RENDERED_CHARS`` in all, or gave other than one output per row (a NUL in the data)."""
+    if len(names) > 1:
+        values = [tuple(r[k] for k in names) for r in rows]
+    else:  # one name binds the value itself, none binds nothing
+        values = [r[names[0]] for r in rows] if names else [None] * len(rows)
+    parts, size = [], 0
+    try:
+        for chunk in template.generate(_rows_=values, **extra):
+            size += len(chunk)
+            if size > MAX_RENDERED_CHARS:
+                return None
+            parts.append(chunk)
+    except Exception:  # any error: the rows are rendered one at a time, which reports it as render does
+        return None
+    out = "".join(parts).split(_ROW_END)
+    if len(out) != len(rows) + 1 or out[-1]:
+        return None
+    return out[:-1]
+
+
+def has_separator(value: Any) -> bool:
     if isinstance(value, str):
         return SEPARATOR in value
     if isinstance(value, dict):
-        return any(_has_separator(v) for v in value.values())
+        return any(has_separator(v) for v in value.values())
     if isinstance(value, (list, tuple)):
-        return any(_has_separator(v) for v in value)
+        return any(has_separator(v) for v in value)
     return False
 
 
