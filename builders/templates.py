@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
+import operator
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 import jinja2.meta
@@ -28,6 +30,7 @@ SEPARATOR = "|||"
 _PROTECTED = "\ue000\ue001\ue000"  # stands in for a '|||' that comes from the data while rendering
 MAX_RENDERED_CHARS = 1_000_000  # one prompt (inputs ||| targets); a template that writes more is refused
 BATCH_CHARS = MAX_RENDERED_CHARS // 4  # source-record characters ``render_many`` renders in one loop at most
+LOOP_CHUNKS = 256  # chunks of a looped render's output between checks of its size
 _ROW_END = "\x00"  # ends each row's output in a looped render (a row whose data holds one is rendered alone)
 _LOOP_NAMES = frozenset({"loop", "_rows_", "_row_"})  # what the loop binds besides the template's variables
 # nodes a loop around the template could change the meaning of
@@ -240,7 +243,7 @@ class Template:
 
 
     def render_many(self, rows: list[dict[str, Any]], row_refs: list[str], sizes: list[int] | None = None,
-                    plain: list[bool] | None = None) -> tuple[list[str], list[str], list[list[str]], dict[int, str]]:
+                    plain: list[bool] | None = None) -> Rendered:
         """``render`` for many rows: (inputs, targets, answer_choices) per row, with the message of each row-level
         error by row index instead of raised (its row gets empty texts); other errors are raised as ``render``
         raises them. The same results as ``render`` row by row, in fewer calls: rows are rendered
@@ -251,8 +254,7 @@ class Template:
         are rendered with ``render``, one row at a time. ``plain``: per row, that its data holds no '|||' (a
         caller rendering many templates computes it once)."""
         n = len(rows)
-        inputs, targets, choices = [""] * n, [""] * n, [[] for _ in range(n)]
-        errors: dict[int, str] = {}
+        out = Rendered([""] * n, [""] * n, [[] for _ in range(n)], {})
         plain = plain if plain is not None else [not has_separator(r) for r in rows]
         loopable = self._loopable_rows(rows, plain)
         alone = [i for i in range(n) if not loopable[i]]
@@ -262,18 +264,19 @@ class Template:
             batch.append(i)
             budget += sizes[i] if sizes else 0
             if budget >= BATCH_CHARS:
-                alone += self._render_loop(rows, batch, inputs, targets, choices)
+                alone += self._render_loop(rows, batch, out)
                 batch, budget = [], 0
         if batch:
-            alone += self._render_loop(rows, batch, inputs, targets, choices)
+            alone += self._render_loop(rows, batch, out)
         for i in sorted(alone):
             try:
-                inputs[i], targets[i], choices[i] = self.render(rows[i], row_refs[i])
+                out.inputs[i], out.targets[i], out.choices[i] = self.render(rows[i], row_refs[i])
             except TemplateError as e:
                 if not e.row_level:
                     raise
-                errors[i] = f"render error: {e}"
-        return inputs, targets, choices, errors
+                out.inputs[i], out.targets[i], out.choices[i] = "", "", []
+                out.errors[i] = f"render error: {e}"
+        return out
 
     def _loopable_rows(self, rows: list[dict[str, Any]], plain: list[bool]) -> list[bool]:
         if self.looped is None or (self.answer_choices and self.fixed_choices is None and self.looped_choices is None):
@@ -285,17 +288,17 @@ class Template:
             shadowing |= _global_reads(self.answer_choices)
         return [p and needed <= r.keys() and not (shadowing and shadowing & r.keys()) for p, r in zip(plain, rows)]
 
-    def _render_loop(self, rows, batch: list[int], inputs, targets, choices) -> list[int]:
-        """Render the rows ``batch`` in one loop into the lists; return the rows to render one at a time instead
+    def _render_loop(self, rows, batch: list[int], out: Rendered) -> list[int]:
+        """Render the rows ``batch`` in one loop into ``out``; return the rows to render one at a time instead
         (all of them, when the loop's output is not exactly one sound prompt per row)."""
         if self.fixed_choices is not None:
             row_choices = [self.fixed_choices] * len(batch)
         elif self.answer_choices:
             template, names = self.looped_choices
-            out = _run_loop(template, names, [rows[i] for i in batch], {})
-            if out is None:
+            texts = _run_loop(template, names, [rows[i] for i in batch], {})
+            if texts is None:
                 return batch
-            row_choices = [split_choices(c) for c in out]
+            row_choices = [split_choices(c) for c in texts]
         else:
             row_choices = [[]] * len(batch)
         template, names = self.looped
@@ -303,13 +306,25 @@ class Template:
             values, extra = [dict(rows[i], answer_choices=c) for i, c in zip(batch, row_choices)], {}
         else:  # the same choices for every row (the sandbox keeps a template from changing them)
             values, extra = [rows[i] for i in batch], {"answer_choices": row_choices[0] if batch else []}
-        out = _run_loop(template, names, values, extra)
-        if out is None or any(SEPARATOR not in text for text in out):
+        texts = _run_loop(template, names, values, extra)
+        if texts is None:
             return batch
-        for i, text, c in zip(batch, out, row_choices):
-            a, _, b = text.partition(SEPARATOR)
-            inputs[i], targets[i], choices[i] = a.strip(), b.strip(), list(c)
+        cuts = [text.find(SEPARATOR) for text in texts]
+        if min(cuts, default=0) < 0:
+            return batch
+        for i, text, cut, c in zip(batch, texts, cuts, row_choices):
+            out.inputs[i], out.targets[i], out.choices[i] = text[:cut].strip(), text[cut + len(SEPARATOR):].strip(), list(c)
         return []
+
+
+class Rendered(NamedTuple):
+    """What ``Template.render_many`` gives: per row its inputs, targets and answer choices, and the row-level
+    errors by row index."""
+
+    inputs: list[str]
+    targets: list[str]
+    choices: list[list[str]]
+    errors: dict[int, str]
 
 
 def looped_template(source: str, names: list[str], reads: set[str], where: str
@@ -336,18 +351,20 @@ def _global_reads(source: str) -> set[str]:
 
 def _run_loop(template: jinja2.Template, names: tuple[str, ...], rows: list[dict], extra: dict) -> list[str] | None:
     """One looped render of ``rows``: each row's output, or None if rendering failed, wrote past
-    ``MAX_RENDERED_CHARS`` in all, or gave other than one output per row (a NUL in the data)."""
+    ``MAX_RENDERED_CHARS`` in all (checked every ``LOOP_CHUNKS`` chunks of output), or gave other than one
+    output per row (a NUL in the data)."""
     if len(names) > 1:
-        values = [tuple(r[k] for k in names) for r in rows]
+        values = list(map(operator.itemgetter(*names), rows))
     else:  # one name binds the value itself, none binds nothing
         values = [r[names[0]] for r in rows] if names else [None] * len(rows)
     parts, size = [], 0
     try:
-        for chunk in template.generate(_rows_=values, **extra):
-            size += len(chunk)
+        chunks = template.generate(_rows_=values, **extra)
+        while block := list(itertools.islice(chunks, LOOP_CHUNKS)):
+            size += sum(map(len, block))
             if size > MAX_RENDERED_CHARS:
                 return None
-            parts.append(chunk)
+            parts += block
     except Exception:  # any error: the rows are rendered one at a time, which reports it as render does
         return None
     out = "".join(parts).split(_ROW_END)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from builders import textnorm
-from builders.textnorm import NFKC_STABLE, normalize, normalize_text
+from builders.textnorm import NFKC_STABLE, normalize, normalize_joined, normalize_text
 
 _DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
 
@@ -114,6 +114,48 @@ def test_rendered_prompts_normalise_as_defined(shared_data):
     # most prompts take the shortcut (their templates and tweets need no NFKC): the check above covers both
     needs = pc.match_substring_regex(pa.array(inputs), textnorm._NEEDS_NFKC)
     assert 0 < pc.sum(needs).as_py() < 0.5 * len(inputs)
+
+
+def _cuts(texts: list[str], seed: int = 1) -> list[list[str]]:
+    """Each text cut at random places (none, or up to six), sometimes with an empty piece."""
+    rng = random.Random(seed)
+    out = []
+    for t in texts:
+        cuts = sorted(rng.choices(range(len(t) + 1), k=rng.randint(0, 6)))
+        pieces = [t[a:b] for a, b in zip([0] + cuts, cuts + [len(t)])]
+        if rng.random() < 0.1:
+            pieces.insert(rng.randint(0, len(pieces)), "")
+        out.append(pieces)
+    return out
+
+
+def test_normalising_pieces_equals_normalising_the_joined_texts_on_tricky_strings():
+    """Cut anywhere, tricky characters on both sides of every cut (a mark after a letter, a presentation form
+    or an ellipsis at the start of a piece, whitespace or deleted marks only in a piece): the same result."""
+    rng = random.Random(2)
+    texts = _fuzz(20_000, seed=3)
+    pieces = _cuts(texts) + [[rng.choice(_TRICKY) for _ in range(rng.randint(0, 6))] for _ in range(20_000)]
+    pieces += [[], [""], ["e", "\u0301"], ["\u0627", "\u0654"], ["a", "\u064b", "\u0301"], ["x ", "\u2026", " y"],
+               ["\u0651"], [" ", "\u0640", " "], ["A", "\u0640", "B"]]
+    joined = ["".join(p) for p in pieces]
+    assert normalize_joined(pieces).to_pylist() == normalize(joined).to_pylist() == reference(joined)
+
+
+def test_normalising_pieces_equals_normalising_the_joined_texts_on_real_prompts(shared_data):
+    """The build's own cut (around each row's longest text) and random cuts, on rendered ASTD prompts."""
+    from builders.catalog import load_catalog
+    from builders.steps.render import input_pieces
+
+    templates = load_catalog()["astd_sentiment"].templates
+    with open(shared_data / "astd" / "Tweets.txt", encoding="utf-8-sig") as f:
+        rows = [{"text": line.rstrip("\n").rpartition("\t")[0], "label": 0} for line in f][:3000]
+    inputs = [t.render(r)[0] for r in rows for t in templates]
+    pieces = input_pieces(rows, inputs, len(templates))
+    assert ["".join(p) for p in pieces] == inputs
+    assert sum(p[1] != "" for p in pieces) > 0.9 * len(inputs)  # the tweet is cut out of nearly every prompt
+    expected = normalize(inputs).to_pylist()
+    assert normalize_joined(pieces).to_pylist() == expected
+    assert normalize_joined(_cuts(inputs)).to_pylist() == expected
 
 
 @pytest.mark.parametrize("text, expected", [

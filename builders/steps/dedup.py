@@ -115,20 +115,15 @@ class PromptSignatures(PipelineStep):
         self.folder = get_datafolder(output_folder)
         self.batch_size, self.buckets = batch_size, buckets
 
-    @staticmethod
-    def hashes(inputs, targets) -> tuple[np.ndarray, np.ndarray]:
-        """(exact, normalised-inputs) hashes of two string columns."""
-        exact = hash64(pc.binary_join_element_wise(inputs, targets, "\x1e"))
-        return exact, hash64(normalize(inputs))
-
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1):
         parts: dict[str, list[np.ndarray]] = {"exact": [], "inputs": [], "priority": []}
         pending: list[Document] = []
         count = 0
 
-        def add(inputs, targets, splits) -> np.ndarray:
+        def add(inputs, targets, splits, norm=None) -> np.ndarray:
             nonlocal count
-            exact, norm = self.hashes(inputs, targets)
+            exact = hash64(pc.binary_join_element_wise(inputs, targets, "\x1e"))
+            norm = hash64(normalize(inputs)) if norm is None else norm
             parts["exact"].append(exact)
             parts["inputs"].append(norm)
             parts["priority"].append(split_priorities(splits))
@@ -146,6 +141,11 @@ class PromptSignatures(PipelineStep):
         for item in data:
             if isinstance(item, (pa.RecordBatch, pa.Table)):
                 yield from flush_documents()
+                if INPUTS_HASH in item.schema.names:  # computed by RenderPrompts (from the rendered pieces)
+                    add(item.column("inputs"), item.column("targets"), item.column("split"),
+                        item.column(INPUTS_HASH).to_numpy(zero_copy_only=False))
+                    yield item
+                    continue
                 norm = add(item.column("inputs"), item.column("targets"), item.column("split"))
                 yield item.append_column(INPUTS_HASH, pa.array(norm, pa.uint64()))
                 continue

@@ -25,8 +25,11 @@ from datatrove.pipeline.base import PipelineStep
 from tqdm.auto import tqdm
 
 from builders.catalog import CatalogEntry
+from builders.hashes import hash64
 from builders.steps.assign import assigned_path
+from builders.steps.dedup import INPUTS_HASH
 from builders.templates import Template, apply_like_promptsource, has_separator
+from builders.textnorm import normalize_joined
 
 LEFTOVER_JINJA = re.compile(r"\{\{|\}\}|\{%|%\}")
 RENDERED_NONE = re.compile(r"(?<![\w])None(?![\w])")
@@ -154,9 +157,9 @@ class RenderPrompts(PipelineStep):
             sizes = pc.binary_length(records).to_pylist()
             plain = [not has_separator(r) for r in decoded]
             for j, tpl in enumerate(templates):
-                a, b, c, errors = tpl.render_many(decoded, refs, sizes, plain)
-                inputs[j::n_t], targets[j::n_t], choices[j::n_t] = a, b, c
-                for i, message in errors.items():
+                out = tpl.render_many(decoded, refs, sizes, plain)
+                inputs[j::n_t], targets[j::n_t], choices[j::n_t] = out.inputs, out.targets, out.choices
+                for i, message in out.errors.items():
                     error_col[i * n_t + j] = message
         self.stat_update("prompts", value=len(inputs))
         rows = pa.array(np.repeat(np.arange(n_r), n_t))
@@ -180,6 +183,8 @@ class RenderPrompts(PipelineStep):
             "data_has_jinja": has_jinja.combine_chunks().take(rows),
             "data_has_none": pa.array(has_none, pa.bool_()).take(rows),
         }
+        if not self.compile_per_row:
+            columns[INPUTS_HASH] = pa.array(hash64(normalize_joined(input_pieces(decoded, inputs, n_t))), pa.uint64())
         return pa.RecordBatch.from_pydict(columns)
 
     @staticmethod
@@ -190,6 +195,14 @@ class RenderPrompts(PipelineStep):
         is_test = pc.equal(table.column("split"), "test").combine_chunks().to_numpy(zero_copy_only=False)
         mask = np.repeat(is_test, len(tp.templates)) & np.tile(tp.untasked, n_rows)
         return pc.if_else(pa.array(mask), pa.scalar(DERIVED_TEST), pa.scalar(None, pa.string()))
+
+
+def input_pieces(rows: list[dict], inputs: list[str], per_row: int) -> list[tuple[str, str, str]]:
+    """Each prompt's inputs cut around its row's longest text (rows in order, ``per_row`` prompts each): the
+    pieces ``normalize_joined`` normalises once each, the template's words and the row's text being the same
+    in many prompts. Any cut gives the same result; one that shares nothing only saves nothing."""
+    keys = [max((v for v in row.values() if isinstance(v, str)), key=len, default="") or "\x00" for row in rows]
+    return [text.partition(key) for text, key in zip(inputs, (k for k in keys for _ in range(per_row)))]
 
 
 def batch_documents(batch: pa.RecordBatch | pa.Table, text_field: str = "inputs") -> list[Document]:
