@@ -5,7 +5,8 @@ A template file is PromptSource's ``templates.yaml`` (``!Template`` / ``!Templat
 a template cannot reach Python internals (``__class__`` ...), cannot change the row it renders (``pop``,
 ``append``, ``update`` are refused, so one template never changes what the next one sees), cannot repeat a
 string or list past a bound, and its output is capped at ``MAX_RENDERED_CHARS``; a misspelt variable fails
-loudly. Every error names the dataset, the template and, when rendering, the row.
+loudly. Every error names the dataset, the template and, when rendering, the row. ``Template.render_many``
+renders many rows in one looped call with the same results as ``render`` row by row (the build's hot path).
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ give exactly the same result:
   normalisation deletes anyway). A text made only of them is its own NFKC form, up to the order of marks that
   are deleted next (checked character by character in ``tests/test_throughput_textnorm.py``).
 - Digits are translated only in the texts that have Arabic-Indic digits.
+
+``normalize_joined`` gives the same result for texts given as pieces, normalising each distinct piece once
+(the build's rendered prompts share a template's words and a row's text).
 """
 
 from __future__ import annotations

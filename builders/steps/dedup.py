@@ -8,7 +8,8 @@
   same input from two sentences of different splits). Prompts with one normalised input in one split all stay
   (one per label).
 
-``PromptSignatures`` (end of the render stage) computes both signatures for a whole batch at once and saves
+``PromptSignatures`` (end of the render stage) computes both signatures for a whole batch at once (taking the
+normalised inputs' hash from the batch's ``INPUTS_HASH`` column when ``RenderPrompts`` computed it) and saves
 them per rank; ``FindDuplicates`` (one task per hash bucket, so buckets run in parallel and memory is bounded
 by a bucket) sorts a bucket's signatures of every rank together with numpy and writes, per rank, the prompts
 to drop; ``DropDuplicates`` (write stage) drops them, keeping each in the exclusion writer with its reason.
@@ -39,7 +40,7 @@ DUP_DTYPE = np.dtype([("doc", "<u4"), ("reason", "u1")])
 _KINDS = {"exact": EXACT, "inputs": CROSS_SPLIT}
 HASH_CONFIG = HashConfig()  # 64-bit hashes (the values are xxh3, see builders.hashes)
 SIG_DTYPE = get_sig_dtype(HASH_CONFIG)
-INPUTS_HASH = "inputs_hash"  # the column PromptSignatures adds: the hash of the normalised inputs
+INPUTS_HASH = "inputs_hash"  # the hash of the normalised inputs (added by RenderPrompts, or else PromptSignatures)
 
 
 def save_signatures(folder, rank: int, hashes: np.ndarray, priorities: np.ndarray, docs: np.ndarray,

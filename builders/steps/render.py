@@ -2,10 +2,12 @@
 its rank), every row x every template of its dataset, templates compiled once and rendered in the sandbox.
 
 The stage passes Arrow batches, not one Document per prompt: ``SourceRowsReader`` yields tables of source rows,
-``RenderPrompts`` decodes each row once, renders it with every template and yields one ``pa.RecordBatch`` of
-prompts (the prompt columns, ``source_split``/``source_row`` for rejects, and the check columns
-``render_error``, ``data_has_jinja``, ``data_has_none``) built from column lists; the columns that are the
-same for every prompt of a template (dataset, task, template ...) are taken from one small array. The later
+``RenderPrompts`` decodes each row once, renders the table's rows with each template in one looped call
+(``Template.render_many``) and yields one ``pa.RecordBatch`` of prompts (the prompt columns,
+``source_split``/``source_row`` for rejects, the check columns ``render_error``, ``data_has_jinja``,
+``data_has_none``, and ``INPUTS_HASH``, the hash of the normalised inputs, computed from pieces with
+``textnorm.normalize_joined``) built from column lists; the columns that are the same for every prompt of a
+template (dataset, task, template ...) are taken from one small array. The later
 steps (``PromptFilter``, ``PromptSignatures``, ``RowWriter``) take these batches. ``PromptDocuments`` turns
 them back into one datatrove Document per prompt for a pipeline that wants those."""
 
