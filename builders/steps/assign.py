@@ -38,6 +38,10 @@ LINK_DTYPE = np.dtype([("hash", "<u8"), ("row", "<i8")])
 RANGE_ROWS = 1 << 18  # rows of one dataset taken at a time to find its duplicate rows and conflicting labels
 
 
+# what an assigned file keeps of the ingested rows: what rendering reads (the linking hashes stay behind)
+ASSIGNED_SCHEMA = pa.schema([SOURCE_SCHEMA.field(n) for n in ("source_split", "source_row", "split", "source_id", "record")])
+
+
 def assigned_path(work: Path, name: str) -> Path:
     return work / "sources" / f"{name}.assigned.parquet"
 
@@ -153,8 +157,8 @@ class AssignSplits(PipelineStep):
         out = assigned_path(work, entry.name)
         tmp = out.with_suffix(".tmp")
         offset = 0
-        with pq.ParquetWriter(tmp, SOURCE_SCHEMA) as writer:
-            for table in ingested_tables(work, entry.name):  # one block at a time: memory stays flat
+        with pq.ParquetWriter(tmp, ASSIGNED_SCHEMA) as writer:
+            for table in ingested_tables(work, entry.name, ASSIGNED_SCHEMA.names):  # a block at a time: flat memory
                 n = table.num_rows
                 mask = keep[offset:offset + n]
                 for r in table.filter(pa.array(~mask)).to_pylist():
