@@ -140,3 +140,34 @@ def test_hex64_a_slice_at_a_time_reads_every_id(monkeypatch):
     assert hashes.hex64(values).tolist() == [int(v[:16], 16) for v in values]
     with pytest.raises(ValueError, match="not hexadecimal"):
         hashes.hex64(values[:7] + ["zz" * 8])
+
+
+def _checked_batches(texts: list[str], wrong: int | None = None) -> list:
+    import pyarrow as pa
+
+    from builders.hashes import hash64
+    from builders.steps.dedup import INPUTS_HASH
+    from builders.textnorm import normalize
+
+    hashes = hash64(normalize(texts))
+    if wrong is not None:
+        hashes[wrong] ^= np.uint64(1)
+    ids = [f"{i:024x}" for i in range(len(texts))]
+    table = pa.table({"id": ids, "inputs": texts, "source_id": [f"{i:032x}" for i in range(len(texts))],
+                      "split": ["train"] * len(texts), INPUTS_HASH: pa.array(hashes, pa.uint64())})
+    return table.to_batches(max_chunksize=4)
+
+
+@pytest.mark.parametrize("wrong", [None, 0, 7, 11])  # the first row, the last row of a later batch, the very last
+def test_check_signatures_refuses_carried_inputs_hashes_that_do_not_match(tmp_path, wrong):
+    from builders.steps import BuildError
+    from builders.steps.verify import CheckSignatures
+
+    texts = [f"نصّ رقم {i}، مع علامات!" for i in range(12)]
+    step = CheckSignatures(str(tmp_path / "sigs"), verify_rows=2)
+    if wrong is None:
+        assert sum(b.num_rows for b in step.run(iter(_checked_batches(texts)))) == 12
+        assert (tmp_path / "sigs" / "inputs" / "0000" / "00000.c4_sig").stat().st_size > 0
+        return
+    with pytest.raises(BuildError, match="do not match"):
+        list(step.run(iter(_checked_batches(texts, wrong))))

@@ -13,8 +13,12 @@ from datatrove.data import Document
 from builders.schema import REJECT_SCHEMA
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)  # one encoder, not one per call
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    """``json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)``."""
+    return _ENCODER.encode(value)
 
 
 class RejectLog:

@@ -3,9 +3,10 @@ dedup ones, so they run in parallel and in bounded memory instead of in one proc
 
 - ``CheckSignatures`` (end of the write stage): for each row the write stage wrote, the hash of its ``id``, its
   ``source_id`` and the hash of its normalised inputs, with its split's priority, saved in datatrove's
-  signature format (per rank, in hash buckets). The inputs hash is the one ``PromptSignatures`` computed from
-  the same ``inputs`` at render time (carried in the column ``INPUTS_HASH``); ``verify_rows`` rows of every
-  batch are normalised again here and must give the same hash.
+  signature format (per rank, in hash buckets). The inputs hash is the one the render stage computed from
+  the same ``inputs`` (carried in the column ``INPUTS_HASH``); the first ``verify_rows`` rows of a task and
+  the first and last row of each later batch are normalised again here (once, at the end of the task) and
+  must give the same hashes.
 - ``FindLeaks`` (one task per bucket): every rank's signatures of a bucket together: rows, duplicate ids,
   distinct source texts and inputs, and how many of them are in more than one split
   (``builders.leakage.figures`` over the bucket). The build sums the buckets' figures
@@ -51,25 +52,40 @@ class CheckSignatures(PipelineStep):
         self.buckets, self.text_column, self.group_column = buckets, text_column, group_column
         self.verify_rows = verify_rows
 
-    def _inputs_hashes(self, batch: pa.RecordBatch, rank: int) -> np.ndarray:
+    def _inputs_hashes(self, batch: pa.RecordBatch, samples: list[tuple[pa.Array, np.ndarray]]) -> np.ndarray:
+        """The normalised inputs' hashes of a batch: those carried from the render stage when there are (a few
+        rows of each batch kept in ``samples`` to be checked against the written inputs), else computed."""
         texts = batch.column(self.text_column)
         if INPUTS_HASH not in batch.schema.names:
             return hash64(normalize(texts))
         carried = batch.column(INPUTS_HASH).to_numpy()
-        n = min(self.verify_rows, batch.num_rows)
-        if n and not np.array_equal(hash64(normalize(texts.slice(0, n))), carried[:n]):
+        n = batch.num_rows
+        rows = np.arange(min(self.verify_rows, n)) if not samples else np.unique([0, n - 1])  # the ends of later batches
+        if n:
+            samples.append((texts.take(pa.array(rows)), carried[rows]))
+        return carried
+
+    @staticmethod
+    def _check_samples(samples: list[tuple[pa.Array, np.ndarray]], rank: int) -> None:
+        """The carried hashes of the sampled rows must be those of their written inputs (one normalisation per
+        task, not per batch: each call compiles its patterns)."""
+        if not samples:
+            return
+        texts = pa.concat_arrays([t.combine_chunks() if isinstance(t, pa.ChunkedArray) else t for t, _ in samples])
+        if not np.array_equal(hash64(normalize(texts)), np.concatenate([h for _, h in samples])):
             raise BuildError(f"rank {rank}: the inputs hashes carried from the render stage do not match the "
                              f"written inputs (a bug: please report it)")
-        return carried
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         parts: dict[str, list[np.ndarray]] = {k: [] for k in (*KINDS, "priority")}
+        samples: list[tuple[pa.Array, np.ndarray]] = []
         for batch in data:
             parts["ids"].append(id_hashes(batch.column("id")))
             parts["source_ids"].append(hex64(batch.column(self.group_column)))
-            parts["inputs"].append(self._inputs_hashes(batch, rank))
+            parts["inputs"].append(self._inputs_hashes(batch, samples))
             parts["priority"].append(split_priorities(batch.column("split")))
             yield batch
+        self._check_samples(samples, rank)
         rows = sum(len(p) for p in parts["ids"])
         self.stat_update("rows", value=rows)
         save_kinds(self.folder, rank, parts, KINDS, rows, self.buckets)
