@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,20 @@ def _preload_step_modules(pipeline: list) -> None:
     # starts, and the later stages' workers come from the same forkserver
     ours = {f"builders.steps.{m.name}" for m in pkgutil.iter_modules(builders.steps.__path__)}
     modules = sorted({type(step).__module__ for step in pipeline} | ours | {"datatrove.executor.local"})
-    multiprocess.get_context("forkserver").set_forkserver_preload(["__main__", *modules])  # __main__: the default
+    # __main__: the default; builders.gc_frozen last: it freezes what the others created
+    multiprocess.get_context("forkserver").set_forkserver_preload(["__main__", *modules, "builders.gc_frozen"])
+
+
+@contextlib.contextmanager
+def frozen_gc():
+    """The objects alive now (modules, catalog, templates) left out of the garbage collector's scans while the
+    stages run in this process (``gc.freeze``; workers forked from the forkserver get the same from
+    ``builders.gc_frozen``), put back afterwards."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def check_complete(executor, stage: str) -> None:

@@ -33,7 +33,7 @@ from datatrove.pipeline.writers import ParquetWriter
 from builders import __version__, card
 from builders import report as report_mod
 from builders.catalog import CatalogEntry, load_catalog, select
-from builders.executors import ExecutorConfig, check_complete, make_executor, slurm_done
+from builders.executors import ExecutorConfig, check_complete, frozen_gc, make_executor, slurm_done
 from builders.finalize import MARKER, WORK, check_output_folder, finalize, mark_ours
 from builders.schema import PROMPT_FIELDS, PROMPT_SCHEMA, PROMPTS, REJECT_SCHEMA, extend
 from builders.sources import resolve_revision, source_fingerprint
@@ -247,7 +247,8 @@ def build(cfg: BuildConfig, compile_per_row: bool = False, api=None) -> BuildRes
     """Run every stage, then finalize the folder. ``compile_per_row`` is the benchmark's baseline arm; ``api``
     stands in for ``huggingface_hub.HfApi`` when resolving Hub revisions (tests)."""
     entries, work, fingerprint, revisions = prepare(cfg, api)
-    run_stages(cfg, entries, work, revisions, compile_per_row=compile_per_row)
+    with frozen_gc():  # the tasks that run in this process
+        run_stages(cfg, entries, work, revisions, compile_per_row=compile_per_row)
     if cfg.executor == "slurm" and not slurm_done(work / "logs" / "5-check", json.loads(
             (work / "plan.json").read_text())["buckets"]):
         raise BuildError(f"Slurm jobs submitted (logs in {work / 'logs'}); when they have finished, "

@@ -171,3 +171,36 @@ def test_check_signatures_refuses_carried_inputs_hashes_that_do_not_match(tmp_pa
         return
     with pytest.raises(BuildError, match="do not match"):
         list(step.run(iter(_checked_batches(texts, wrong))))
+
+
+def test_the_build_freezes_what_is_alive_while_its_stages_run_and_puts_it_back():
+    import gc
+
+    from builders.executors import frozen_gc
+
+    before = gc.get_freeze_count()
+    with frozen_gc():
+        assert gc.get_freeze_count() > before  # the objects alive now are left out of the collector's scans
+    assert gc.get_freeze_count() == 0
+
+
+def test_workers_forked_from_the_forkserver_start_frozen():
+    """What the forkserver imports last (builders.gc_frozen) freezes what it had loaded; a fresh interpreter
+    stands in for the forkserver here."""
+    import subprocess
+    import sys
+
+    code = "import gc; assert gc.get_freeze_count() == 0; import builders.gc_frozen; print(gc.get_freeze_count())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) > 1000
+
+
+def test_the_forkserver_preloads_the_freeze_last():
+    """What a build with workers > 1 sets (the same call, so the same global state a build leaves)."""
+    from multiprocess import forkserver
+
+    from builders import executors
+
+    executors._preload_step_modules([])
+    modules = forkserver._forkserver._preload_modules
+    assert modules[-1] == "builders.gc_frozen" and "builders.steps.render" in modules
