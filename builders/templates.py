@@ -161,7 +161,8 @@ class Template:
     def __getstate__(self) -> dict:
         # compiled jinja objects are rebuilt lazily in each worker process
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("compiled", "compiled_choices", "variables", "fixed_choices", "looped", "looped_choices")}
+                if k not in ("compiled", "compiled_choices", "variables", "fixed_choices", "looped", "looped_choices",
+                             "loop_requirements")}
 
     def _where(self, row: str | None = None) -> str:
         where = f"dataset '{self.dataset}', template '{self.name}' ({self.id})"
@@ -242,7 +243,6 @@ class Template:
             choices = [c.replace(_PROTECTED, SEPARATOR) for c in choices]
         return inputs.strip(), targets.strip(), choices
 
-
     def render_many(self, rows: list[dict[str, Any]], row_refs: list[str], sizes: list[int] | None = None,
                     plain: list[bool] | None = None) -> Rendered:
         """``render`` for many rows: (inputs, targets, answer_choices) per row, with the message of each row-level
@@ -279,14 +279,22 @@ class Template:
                 out.errors[i] = f"render error: {e}"
         return out
 
-    def _loopable_rows(self, rows: list[dict[str, Any]], plain: list[bool]) -> list[bool]:
+    @cached_property
+    def loop_requirements(self) -> tuple[frozenset[str], frozenset[str]] | None:
+        """What a row needs for the loop to render it: (the variables it must have, the globals the template
+        reads, which it must not hide with a value of that name); None when the template cannot be looped."""
         if self.looped is None or (self.answer_choices and self.fixed_choices is None and self.looped_choices is None):
-            return [False] * len(rows)
-        needed = set(self.looped[1]) - {"answer_choices"}
-        shadowing = _global_reads(self.jinja)  # a row value of that name would hide the global the template reads
+            return None
+        needed, shadowing = set(self.looped[1]) - {"answer_choices"}, _global_reads(self.jinja)
         if self.looped_choices:
             needed |= set(self.looped_choices[1])
             shadowing |= _global_reads(self.answer_choices)
+        return frozenset(needed), frozenset(shadowing)
+
+    def _loopable_rows(self, rows: list[dict[str, Any]], plain: list[bool]) -> list[bool]:
+        if self.loop_requirements is None:
+            return [False] * len(rows)
+        needed, shadowing = self.loop_requirements
         return [p and needed <= r.keys() and not (shadowing and shadowing & r.keys()) for p, r in zip(plain, rows)]
 
     def _render_loop(self, rows, batch: list[int], out: Rendered) -> list[int]:

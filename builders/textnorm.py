@@ -102,9 +102,11 @@ def normalize_joined(texts: list[list[str]]) -> pa.Array:
 
     It is exact because every step after NFKC changes one character at a time (``_map_characters``), so a
     text maps to its pieces' maps joined, and the last step only collapses and trims whitespace: the joined
-    result is the pieces' collapsed words, with one space where the boundary had whitespace. NFKC is skipped
-    for a text only when every character is NFKC-stable, which holds for a text exactly when it holds for
-    each of its pieces; a text with a piece that needs NFKC is normalised whole."""
+    result is the pieces' collapsed words, with one space where the boundary had whitespace. NFKC runs on the
+    pieces that need it (``normalize`` skips it for a text only when every character is NFKC-stable, which
+    holds for a text exactly when it holds for each of its pieces); NFKC a piece at a time is NFKC of the
+    whole when every later piece starts with a stable starter, and a text where one does not is normalised
+    whole. Pieces are strings (no nulls)."""
     counts = np.fromiter((len(p) for p in texts), dtype=np.int64, count=len(texts))
     ends = np.cumsum(counts)
     starts = ends - counts
