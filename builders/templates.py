@@ -193,16 +193,21 @@ class Template:
             return split_choices(self.compiled_choices.render())
         return None
 
+    @property
+    def choices_per_row(self) -> bool:
+        """Whether the answer choices are rendered for each row (they depend on it)."""
+        return bool(self.answer_choices) and self.fixed_choices is None
+
     @cached_property
     def looped(self) -> tuple[jinja2.Template, tuple[str, ...]] | None:
         """The template inside a loop over rows (``looped_template``), or None when it cannot be looped."""
-        row_choices = bool(self.answer_choices) and self.fixed_choices is None
-        return looped_template(self.jinja, sorted(self.variables) + (["answer_choices"] if row_choices else []),
-                               self.variables, self._where())
+        names = sorted(self.variables) + (["answer_choices"] if self.choices_per_row else [])
+        return looped_template(self.jinja, names, self.variables, self._where())
 
     @cached_property
     def looped_choices(self) -> tuple[jinja2.Template, tuple[str, ...]] | None:
-        if not self.answer_choices or self.fixed_choices is not None:
+        """The answer choices inside a loop over rows, when they are rendered for each row and can be looped."""
+        if not self.choices_per_row:
             return None
         names = jinja2.meta.find_undeclared_variables(ENV.parse(self.answer_choices))
         return looped_template(self.answer_choices, sorted(names), names, self._where())
@@ -283,7 +288,7 @@ class Template:
     def loop_requirements(self) -> tuple[frozenset[str], frozenset[str]] | None:
         """What a row needs for the loop to render it: (the variables it must have, the globals the template
         reads, which it must not hide with a value of that name); None when the template cannot be looped."""
-        if self.looped is None or (self.answer_choices and self.fixed_choices is None and self.looped_choices is None):
+        if self.looped is None or (self.choices_per_row and self.looped_choices is None):
             return None
         needed, shadowing = set(self.looped[1]) - {"answer_choices"}, _global_reads(self.jinja)
         if self.looped_choices:
@@ -302,7 +307,7 @@ class Template:
         (all of them, when the loop's output is not exactly one sound prompt per row)."""
         if self.fixed_choices is not None:
             row_choices = [self.fixed_choices] * len(batch)
-        elif self.answer_choices:
+        elif self.choices_per_row:
             template, names = self.looped_choices
             texts = _run_loop(template, names, [rows[i] for i in batch], {})
             if texts is None:
@@ -322,7 +327,8 @@ class Template:
         if min(cuts, default=0) < 0:
             return batch
         for i, text, cut, c in zip(batch, texts, cuts, row_choices):
-            out.inputs[i], out.targets[i], out.choices[i] = text[:cut].strip(), text[cut + len(SEPARATOR):].strip(), list(c)
+            out.inputs[i], out.targets[i] = text[:cut].strip(), text[cut + len(SEPARATOR):].strip()
+            out.choices[i] = list(c)
         return []
 
 

@@ -69,12 +69,16 @@ def normalize(values: pa.Array | pa.ChunkedArray | list[str | None]) -> pa.Array
         arr = arr.cast(pa.string())
     if not len(arr):
         return arr
-    arr = _where(arr, _needs_nfkc(arr), lambda a: pc.utf8_normalize(a, "NFKC"))
-    return _collapse(_map_characters(arr))
+    return _collapse(_map_characters(_nfkc(arr, _needs_nfkc(arr))))
 
 
 def _needs_nfkc(arr: pa.Array) -> pa.Array:
     return pc.fill_null(pc.match_substring_regex(arr, _NEEDS_NFKC), False)
+
+
+def _nfkc(arr: pa.Array, needs: pa.Array) -> pa.Array:
+    """NFKC of the values ``needs`` marks (the others are their own NFKC form, see the module docstring)."""
+    return _where(arr, needs, lambda a: pc.utf8_normalize(a, "NFKC"))
 
 
 def _map_characters(arr: pa.Array) -> pa.Array:
@@ -115,7 +119,7 @@ def normalize_joined(texts: list[list[str]]) -> pa.Array:
     encoded = pc.dictionary_encode(pa.array([p for pieces in texts for p in pieces], pa.string()))
     unique, pid = encoded.dictionary, encoded.indices.to_numpy()
     needs = _needs_nfkc(unique)
-    mapped = _map_characters(_where(unique, needs, lambda a: pc.utf8_normalize(a, "NFKC")))
+    mapped = _map_characters(_nfkc(unique, needs))
     length = pc.utf8_length(mapped)
     core = _collapse(mapped)
     has_core = _numpy(pc.greater(pc.utf8_length(core), 0))[pid]

@@ -142,13 +142,10 @@ class PromptSignatures(PipelineStep):
         for item in data:
             if isinstance(item, (pa.RecordBatch, pa.Table)):
                 yield from flush_documents()
-                if INPUTS_HASH in item.schema.names:  # computed by RenderPrompts (from the rendered pieces)
-                    add(item.column("inputs"), item.column("targets"), item.column("split"),
-                        item.column(INPUTS_HASH).to_numpy(zero_copy_only=False))
-                    yield item
-                    continue
-                norm = add(item.column("inputs"), item.column("targets"), item.column("split"))
-                yield item.append_column(INPUTS_HASH, pa.array(norm, pa.uint64()))
+                carried = INPUTS_HASH in item.schema.names  # computed by RenderPrompts (from the rendered pieces)
+                norm = add(item.column("inputs"), item.column("targets"), item.column("split"),
+                           item.column(INPUTS_HASH).to_numpy(zero_copy_only=False) if carried else None)
+                yield item if carried else item.append_column(INPUTS_HASH, pa.array(norm, pa.uint64()))
                 continue
             pending.append(item)
             if len(pending) >= self.batch_size:
