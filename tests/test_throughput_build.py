@@ -6,7 +6,10 @@ row/text graph built here, on random graphs made to hit every case (a text share
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from scipy.sparse import coo_matrix
@@ -126,7 +129,22 @@ def test_ingest_in_chunks_gives_the_output_of_one_task_per_dataset(tmp_path, mon
     duplicates = [r for p in (tmp_path / "out-3" / "_build" / "rejected").glob("assign-*.parquet")
                   for r in pq.read_table(p).to_pylist()]
     assert [r["source_row"] for r in duplicates] == [30]  # the later copy is the one set aside
+    assert json.loads(duplicates[0]["content"])["text"] == texts[3]  # its record, read from the ingested rows
     assert len(all_rows(tmp_path / "out-3")) == (40 - 3) * len(SENTIMENT)
+    # the records rendering reads by position (IngestedRows.take) are the ingested rows the assigned file names
+    from builders.steps.assign import INGESTED_ROW, assigned_path
+    from builders.steps.ingest import IngestedRows
+
+    work = tmp_path / "out-3" / "_build"
+    assigned = pq.read_table(assigned_path(work, "toy_tweets"))
+    ingested = IngestedRows(work, "toy_tweets")
+    whole = pa.concat_tables(ingested.tables(["source_row", "record"]))
+    positions = assigned.column(INGESTED_ROW).to_numpy()
+    assert len(ingested) == whole.num_rows == 40 - 2 and len(positions) == 40 - 3 and 30 not in assigned.column("source_row").to_pylist()
+    taken = ingested.take(positions, ["source_row", "record"])
+    assert taken.column("source_row").to_pylist() == assigned.column("source_row").to_pylist()
+    assert taken.column("record").to_pylist() == whole.column("record").take(pa.array(positions)).to_pylist()
+    assert ingested.take(np.array([5, 17]), ["record"]).column("record").to_pylist() == whole.column("record").to_pylist()[5:18:12]
 
 
 def test_hex64_a_slice_at_a_time_reads_every_id(monkeypatch):
@@ -204,3 +222,20 @@ def test_the_forkserver_preloads_the_freeze_last():
     executors._preload_step_modules([])
     modules = forkserver._forkserver._preload_modules
     assert modules[-1] == "builders.gc_frozen" and "builders.steps.render" in modules
+
+
+def test_texts_with_two_labels_counts_each_text_once():
+    """Split assignment's count of texts kept with conflicting labels, against a count by dict: texts with
+    one label (repeated), two and three labels; empty input."""
+    from builders.steps.assign import texts_with_two_labels
+
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 300, 5000).astype(np.uint64)
+    labels = rng.choice(np.array([0, 1, 2], np.uint64), 5000, p=[0.9, 0.07, 0.03])
+    seen: dict[int, set] = {}
+    for i, lab in zip(ids.tolist(), labels.tolist()):
+        seen.setdefault(i, set()).add(lab)
+    expected = sum(len(v) > 1 for v in seen.values())
+    assert 0 < expected < len(seen) and any(len(v) == 3 for v in seen.values())
+    assert texts_with_two_labels(ids, labels) == expected
+    assert texts_with_two_labels(np.zeros(0, np.uint64), np.zeros(0, np.uint64)) == 0

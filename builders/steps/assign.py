@@ -28,7 +28,7 @@ from builders.schema import SOURCE_SCHEMA, SPLIT_PRIORITY, SPLITS
 from builders.hashes import hex64
 from builders.leakage import split_priorities
 from builders.splits import PRIORITY_SPLIT, Components, missing_splits, split_of_components
-from builders.steps.ingest import ingested_meta, ingested_tables
+from builders.steps.ingest import IngestedRows, ingested_meta, ingested_tables
 from builders.steps.rejects import RejectLog
 
 
@@ -38,8 +38,12 @@ LINK_DTYPE = np.dtype([("hash", "<u8"), ("row", "<i8")])
 RANGE_ROWS = 1 << 18  # rows of one dataset taken at a time to find its duplicate rows and conflicting labels
 
 
-# what an assigned file keeps of the ingested rows: what rendering reads (the linking hashes stay behind)
-ASSIGNED_SCHEMA = pa.schema([SOURCE_SCHEMA.field(n) for n in ("source_split", "source_row", "split", "source_id", "record")])
+# An assigned file: the kept rows of a dataset in source order, with their build-wide split and their position
+# among the ingested rows (``INGESTED_ROW``), where rendering reads each row's record (``IngestedRows.take``):
+# the records are not copied here, which keeps this one-task stage short.
+INGESTED_ROW = "ingested_row"
+ASSIGNED_SCHEMA = pa.schema([*(SOURCE_SCHEMA.field(n) for n in ("source_split", "source_row", "split", "source_id")),
+                             pa.field(INGESTED_ROW, pa.int64())])
 
 
 def assigned_path(work: Path, name: str) -> Path:
@@ -48,6 +52,17 @@ def assigned_path(work: Path, name: str) -> Path:
 
 def assigned_meta(work: Path, name: str) -> dict:
     return json.loads((work / "sources" / f"{name}.assigned.json").read_text(encoding="utf-8"))
+
+
+def texts_with_two_labels(ids: np.ndarray, labels: np.ndarray) -> int:
+    """How many distinct ``ids`` come with more than one distinct label (one sort of the pairs)."""
+    order = np.lexsort((labels, ids))
+    ids, labels = ids[order], labels[order]
+    first = np.ones(len(ids), dtype=bool)  # the first row of each distinct (id, label) pair
+    first[1:] = (ids[1:] != ids[:-1]) | (labels[1:] != labels[:-1])
+    pairs = ids[first]  # sorted: an id with two labels appears in a run
+    again = pairs[1:] == pairs[:-1]
+    return int(np.count_nonzero(again & ~np.concatenate([[False], again[:-1]])))  # runs, counted once each
 
 
 class AssignSplits(PipelineStep):
@@ -145,9 +160,7 @@ class AssignSplits(PipelineStep):
         for lo, hi in ranges:
             # conflicting labels: texts that, among the kept rows, have more than one label combination
             at = np.flatnonzero(Components.in_range(ids, lo, hi) & keep)
-            pairs = np.unique(np.stack([ids[at], labels[at]], axis=1), axis=0)  # distinct (text, labels)
-            _, counts = np.unique(pairs[:, 0], return_counts=True)
-            conflicting += int(np.count_nonzero(counts > 1))
+            conflicting += texts_with_two_labels(ids[at], labels[at])
         del row_hash, ids, labels
         raised = keep & (after > tentative)
         moved = {s: int(np.sum(raised & (after == SPLIT_PRIORITY[s]))) for s in SPLITS if np.any(raised & (after == SPLIT_PRIORITY[s]))}
@@ -157,18 +170,25 @@ class AssignSplits(PipelineStep):
         out = assigned_path(work, entry.name)
         tmp = out.with_suffix(".tmp")
         offset = 0
+        ingested = IngestedRows(work, entry.name)
         with pq.ParquetWriter(tmp, ASSIGNED_SCHEMA) as writer:
-            for table in ingested_tables(work, entry.name, ASSIGNED_SCHEMA.names):  # a block at a time: flat memory
+            # a block at a time (flat memory), one row group per block
+            for table in ingested.tables(["source_split", "source_row", "source_id"]):
                 n = table.num_rows
                 mask = keep[offset:offset + n]
-                for r in table.filter(pa.array(~mask)).to_pylist():
-                    rejects.add(dataset_name=entry.name, template_name=None, stage="source",
-                                reason="duplicate source row", source_split=r["source_split"],
-                                source_row=r["source_row"], content=r["record"][:2000])
+                dropped = np.flatnonzero(~mask)
+                if len(dropped):
+                    records = ingested.take(dropped + offset, ["record"]).column("record").to_pylist()
+                    for r, record in zip(table.take(pa.array(dropped)).to_pylist(), records):
+                        rejects.add(dataset_name=entry.name, template_name=None, stage="source",
+                                    reason="duplicate source row", source_split=r["source_split"],
+                                    source_row=r["source_row"], content=record[:2000])
+                kept = np.flatnonzero(mask)
                 final = names.take(pa.array(after[offset:offset + n][mask].astype(np.int64)))
-                table = table.filter(pa.array(mask))
-                table = table.set_column(table.schema.get_field_index("split"), "split", final)
-                writer.write_table(table)
+                table = table.take(pa.array(kept))
+                writer.write_table(pa.table({**{c: table.column(c) for c in table.column_names}, "split": final,
+                                             INGESTED_ROW: pa.array(kept + offset, pa.int64())},
+                                            schema=ASSIGNED_SCHEMA))
                 offset += n
         os.replace(tmp, out)
         rejects.close()

@@ -6,8 +6,8 @@ the reason.
 The rows of a source are cut into blocks of ``BLOCK_ROWS`` rows in the order the source gives them; task ``k``
 of a dataset keys the blocks ``k, k + INGEST_CHUNKS, ...`` (every task reads the source, only one does the
 work on a row) and writes each block as one row group of ``_build/sources/<name>/<k>.parquet``, listed in
-``<k>.json``. ``ingested_tables`` reads them back block by block, in the source's order, so what follows is
-the same whatever the number of workers."""
+``<k>.json``. ``IngestedRows`` reads them back in the source's order (block by block, or the rows at given
+positions), so what follows is the same whatever the number of workers."""
 
 from __future__ import annotations
 
@@ -60,13 +60,47 @@ def ingested_meta(work: Path, name: str) -> dict:
     return total
 
 
+class IngestedRows:
+    """A dataset's ingested rows in the order of its source, a block (one row group of a chunk file) at a
+    time: ``tables`` reads them all in order, ``take`` the rows at given positions in that order (what the
+    render stage reads of them, so split assignment need not copy them)."""
+
+    def __init__(self, work: Path, name: str):
+        metas = _chunk_metas(work, name)
+        # (block, chunk, row group, rows) in source order
+        self.groups = sorted((block, k, g, n) for k, meta in metas.items() for g, (block, n) in enumerate(meta["blocks"]))
+        self.starts = np.cumsum([0, *(n for *_, n in self.groups)])  # position of each block's first row
+        self.files = {k: pq.ParquetFile(chunk_path(work, name, k)) for k in metas}
+        self._last: tuple | None = None  # (block, columns, table): the block read last
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def block(self, b: int, columns: list[str] | None = None) -> pa.Table:
+        if self._last is None or self._last[:2] != (b, columns):
+            _, k, g, _ = self.groups[b]
+            self._last = (b, columns, self.files[k].read_row_group(g, columns=columns))
+        return self._last[2]
+
+    def tables(self, columns: list[str] | None = None):
+        for b in range(len(self.groups)):
+            yield self.block(b, columns)
+
+    def take(self, rows: np.ndarray, columns: list[str]) -> pa.Table:
+        """The rows at ``rows`` (ascending positions), reading only the blocks they are in."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return self.block(0, columns).slice(0, 0) if self.groups else pa.table({c: pa.array([], pa.string()) for c in columns})
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        bounds = np.flatnonzero(np.diff(which)) + 1
+        parts = [self.block(int(which[lo]), columns).take(pa.array(rows[lo:hi] - self.starts[which[lo]]))
+                 for lo, hi in zip([0, *bounds], [*bounds, len(rows)])]
+        return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
 def ingested_tables(work: Path, name: str, columns: list[str] | None = None):
     """A dataset's ingested rows block by block, in the order of its source (one table per block)."""
-    metas = _chunk_metas(work, name)
-    groups = sorted((block, k, group) for k, meta in metas.items() for group, (block, _) in enumerate(meta["blocks"]))
-    files = {k: pq.ParquetFile(chunk_path(work, name, k)) for k in metas}
-    for _, k, group in groups:
-        yield files[k].read_row_group(group, columns=columns)
+    yield from IngestedRows(work, name).tables(columns)
 
 
 def own_split(entry: CatalogEntry, source_split: str) -> str | None:

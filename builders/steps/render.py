@@ -28,8 +28,9 @@ from tqdm.auto import tqdm
 
 from builders.catalog import CatalogEntry
 from builders.hashes import hash64
-from builders.steps.assign import assigned_path
+from builders.steps.assign import INGESTED_ROW, assigned_path
 from builders.steps.dedup import INPUTS_HASH
+from builders.steps.ingest import IngestedRows
 from builders.templates import Template, apply_like_promptsource, has_separator
 from builders.textnorm import normalize_joined
 
@@ -62,7 +63,8 @@ def dataset_of(table: pa.Table | pa.RecordBatch) -> str:
 
 class SourceRowsReader(PipelineStep):
     """The rows ``[start, end)`` of one dataset's assigned sources, as given by this rank's plan unit, in tables
-    of at most ``batch_rows`` rows (the dataset's name in the schema metadata, ``DATASET_KEY``)."""
+    of at most ``batch_rows`` rows (the dataset's name in the schema metadata, ``DATASET_KEY``): the assigned
+    file's columns, with each row's ``record`` read from the ingested rows."""
 
     name = "source rows"
     type = "📖 - READER"
@@ -74,15 +76,17 @@ class SourceRowsReader(PipelineStep):
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         unit = plan_unit(self.work, rank)
         pf = pq.ParquetFile(assigned_path(Path(self.work), unit["dataset"]))
+        ingested = IngestedRows(Path(self.work), unit["dataset"])  # where the records are
         start, end, offset = unit["start"], unit["end"], 0
         bar = tqdm(total=end - start, desc=f"render {unit['dataset']} [{rank}]", unit=" rows", mininterval=2)
-        columns = ["source_split", "source_row", "split", "source_id", "record"]
         meta = {DATASET_KEY: unit["dataset"].encode()}
         for group in range(pf.metadata.num_row_groups):  # read only the row groups that overlap [start, end)
             n = pf.metadata.row_group(group).num_rows
             if offset + n > start and offset < end:
                 lo, hi = max(start - offset, 0), min(end - offset, n)
-                table = pf.read_row_group(group, columns=columns).slice(lo, hi - lo).replace_schema_metadata(meta)
+                table = pf.read_row_group(group).slice(lo, hi - lo)
+                records = ingested.take(table.column(INGESTED_ROW).to_numpy(), ["record"]).column("record")
+                table = table.drop_columns([INGESTED_ROW]).append_column("record", records).replace_schema_metadata(meta)
                 self.stat_update("source_rows", value=table.num_rows)
                 bar.update(table.num_rows)
                 for b in range(0, table.num_rows, self.batch_rows):
