@@ -119,9 +119,23 @@ def normalize_joined(texts: list[list[str]]) -> pa.Array:
     encoded = pc.dictionary_encode(pa.array([p for pieces in texts for p in pieces], pa.string()))
     unique, pid = encoded.dictionary, encoded.indices.to_numpy()
     needs = _needs_nfkc(unique)
-    mapped = _map_characters(_nfkc(unique, needs))
+    # NFKC a piece at a time is NFKC of the text when each piece after the first starts with a stable starter
+    # (no composition takes it as its second part, no mark reorders across it); a text with a piece that needs
+    # NFKC and a piece that does not start so is normalised whole: it joins the distinct pieces as one more
+    # piece of its own, so that one pass maps them all
+    unstable = np.concatenate([[0], np.cumsum(_numpy(needs)[pid])])
+    unsafe = _numpy(pc.fill_null(pc.match_substring_regex(unique, _UNSAFE_START), False))[pid]
+    unsafe[starts[counts > 0]] = False
+    unsafe = np.concatenate([[0], np.cumsum(unsafe)])
+    whole = np.flatnonzero((unstable[ends] - unstable[starts] > 0) & (unsafe[ends] - unsafe[starts] > 0))
+    n = len(unique)
+    if len(whole):  # each has a piece that needs NFKC, so the whole text does
+        unique = pa.concat_arrays([unique, pa.array(["".join(texts[t]) for t in whole], pa.string())])
+        needs = pa.concat_arrays([needs, pa.array(np.ones(len(whole), dtype=bool))])
+    mapped_all = _map_characters(_nfkc(unique, needs))
+    core_all = _collapse(mapped_all)
+    mapped, core = mapped_all.slice(0, n), core_all.slice(0, n)
     length = pc.utf8_length(mapped)
-    core = _collapse(mapped)
     has_core = _numpy(pc.greater(pc.utf8_length(core), 0))[pid]
     lead = _numpy(pc.not_equal(length, pc.utf8_length(pc.utf8_ltrim_whitespace(mapped))))[pid]
     trail = _numpy(pc.not_equal(length, pc.utf8_length(pc.utf8_rtrim_whitespace(mapped))))[pid]
@@ -138,19 +152,10 @@ def normalize_joined(texts: list[list[str]]) -> pa.Array:
     tokens = pc.binary_join_element_wise(pc.if_else(pa.array(space), " ", ""), core.take(pa.array(pid[words])), "")
     per_text = np.concatenate([[0], np.cumsum(np.bincount(text_of[words], minlength=len(texts)))])
     out = pc.binary_join(pa.ListArray.from_arrays(pa.array(per_text, pa.int32()), tokens), "")
-    # NFKC a piece at a time is NFKC of the text when each piece after the first starts with a stable starter
-    # (no composition takes it as its second part, no mark reorders across it); a text with a piece that needs
-    # NFKC and a piece that does not start so is normalised whole
-    unstable = np.concatenate([[0], np.cumsum(_numpy(needs)[pid])])
-    unsafe = _numpy(pc.fill_null(pc.match_substring_regex(unique, _UNSAFE_START), False))[pid]
-    unsafe[starts[counts > 0]] = False
-    unsafe = np.concatenate([[0], np.cumsum(unsafe)])
-    whole = np.flatnonzero((unstable[ends] - unstable[starts] > 0) & (unsafe[ends] - unsafe[starts] > 0))
     if len(whole):
-        values = normalize(["".join(texts[t]) for t in whole])
         mask = np.zeros(len(texts), dtype=bool)
         mask[whole] = True
-        out = pc.replace_with_mask(out, pa.array(mask), values)
+        out = pc.replace_with_mask(out, pa.array(mask), core_all.slice(n))
     return out
 
 
