@@ -59,6 +59,9 @@ RENDERED_SCHEMA = extend(PROMPT_SCHEMA, [("source_split", pa.string()), ("source
 MIN_UNITS, MIN_UNIT_PROMPTS = 16, 10_000
 BUCKET_PROMPTS, MIN_BUCKETS = 500_000, 2
 STAGING_ROWS = 10_000
+# The layout of the _build work files; a _build written with another layout is not resumed (2: the assigned
+# files name each row's position among the ingested rows instead of copying its record)
+WORK_FORMAT = 2
 
 
 @dataclass
@@ -94,6 +97,7 @@ class BuildResult:
 def _fingerprint(cfg: BuildConfig, entries: list[CatalogEntry], revisions: dict[str, str | None]) -> str:
     parts = {
         "version": __version__,
+        "work_format": WORK_FORMAT,
         "limit": cfg.limit,
         "prompts_per_task": cfg.prompts_per_task,
         "shard_size_mb": cfg.shard_size_mb,
