@@ -239,3 +239,31 @@ def test_texts_with_two_labels_counts_each_text_once():
     assert 0 < expected < len(seen) and any(len(v) == 3 for v in seen.values())
     assert texts_with_two_labels(ids, labels) == expected
     assert texts_with_two_labels(np.zeros(0, np.uint64), np.zeros(0, np.uint64)) == 0
+
+
+def test_row_writer_leaves_unique_columns_without_a_dictionary_and_keeps_the_rows(tmp_path):
+    """``unique_columns`` turn Parquet's dictionary encoding off for those columns only (a dictionary per row
+    group that is dropped once it outgrows its page is wasted work); the rows read back are the rows written,
+    in order, and a column the schema lacks is refused by name."""
+    from builders.steps.write import RowWriter
+
+    schema = pa.schema([("id", pa.string()), ("inputs", pa.string()), ("split", pa.string())])
+    batch = pa.RecordBatch.from_pydict({"id": [f"{i:08x}" for i in range(5000)],
+                                        "inputs": [f"نص رقم {i}" for i in range(5000)],
+                                        "split": ["train", "test"] * 2500}, schema=schema)
+    for unique, folder in ((("id", "inputs"), "plain"), ((), "dict")):
+        writer = RowWriter(str(tmp_path / folder), schema, output_filename="${rank}.parquet", batch_size=2048,
+                           unique_columns=unique)
+        list(writer.run(iter([batch.slice(0, 3000), batch.slice(3000)]), rank=0))
+    encodings = {}
+    for folder in ("plain", "dict"):
+        meta = pq.ParquetFile(tmp_path / folder / "00000.parquet").metadata
+        encodings[folder] = {meta.schema.column(c).name: set(meta.row_group(0).column(c).encodings)
+                             for c in range(meta.num_columns)}
+        assert pq.read_table(tmp_path / folder / "00000.parquet").equals(pa.Table.from_batches([batch]))
+        assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [2048, 2048, 904]
+    assert "RLE_DICTIONARY" not in encodings["plain"]["id"] | encodings["plain"]["inputs"]
+    assert "RLE_DICTIONARY" in encodings["plain"]["split"]
+    assert all("RLE_DICTIONARY" in e for e in encodings["dict"].values())  # the default: every column
+    with pytest.raises(ValueError, match="targets"):
+        RowWriter(str(tmp_path / "x"), schema, output_filename="${rank}.parquet", unique_columns=("targets",))

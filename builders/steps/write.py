@@ -39,12 +39,20 @@ class RowWriter(ParquetWriter):
 
     It also takes ``pa.RecordBatch``/``pa.Table`` items (with the schema's columns; others are ignored): each
     batch is grouped by the columns the file name uses (the same fields), and the groups are buffered and written
-    in row groups of ``batch_size`` rows. Items go on unchanged to the next step."""
+    in row groups of ``batch_size`` rows. Items go on unchanged to the next step.
+
+    ``unique_columns``: columns whose values are (nearly) all distinct (ids, prompt texts), written without
+    Parquet's dictionary encoding, which would build a dictionary for each of their row groups only to drop it
+    when it outgrows its page (the other columns keep it)."""
 
     def __init__(self, output_folder, schema: pa.Schema, output_filename: str, text_field: str = "inputs",
-                 max_file_size: int = -1, **kwargs):
+                 max_file_size: int = -1, unique_columns: tuple[str, ...] = (), **kwargs):
         super().__init__(output_folder, output_filename=output_filename, adapter=row_adapter(schema, text_field),
                          schema=schema, max_file_size=max_file_size, **kwargs)
+        unknown = set(unique_columns) - set(schema.names)
+        if unknown:
+            raise ValueError(f"unique_columns not in the schema: {sorted(unknown)}")
+        self.dictionary_columns = [n for n in schema.names if n not in unique_columns] if unique_columns else True
 
     def _memo(self, key: str, compute) -> str:
         cache = self.__dict__.setdefault("_name_cache", {})  # string keys: datatrove saves steps as JSON
@@ -146,7 +154,7 @@ class RowWriter(ParquetWriter):
             self._writers[current] = pq.ParquetWriter(
                 self.output_mg.get_file(current), schema=self.schema, compression=self.compression,
                 use_content_defined_chunking=self.use_content_defined_chunking,
-                write_page_index=self.write_page_index)
+                write_page_index=self.write_page_index, use_dictionary=self.dictionary_columns)
         self._writers[current].write_table(table, row_group_size=max(table.num_rows, 1))
 
     def _flush_tables(self) -> None:
