@@ -20,6 +20,9 @@ give exactly the same result:
 
 from __future__ import annotations
 
+from collections import defaultdict
+from itertools import chain
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -111,13 +114,32 @@ def normalize_joined(texts: list[list[str]]) -> pa.Array:
     holds for a text exactly when it holds for each of its pieces); NFKC a piece at a time is NFKC of the
     whole when every later piece starts with a stable starter, and a text where one does not is normalised
     whole. Pieces are strings (no nulls)."""
-    counts = np.fromiter((len(p) for p in texts), dtype=np.int64, count=len(texts))
+    return normalize_pieces(*piece_ids(texts))
+
+
+def piece_ids(texts: list[list[str]] | list[tuple[str, ...]]) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """The texts' distinct pieces (in the order first seen), the index of each piece among them (texts in
+    order) and each text's number of pieces: what ``normalize_pieces`` and ``join_pieces`` take. A piece seen
+    again costs one dict look-up (its hash is cached on the string), not a copy into Arrow."""
+    counts = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    ids: defaultdict[str, int] = defaultdict()
+    ids.default_factory = ids.__len__  # a new piece gets the next index
+    pid = np.fromiter(map(ids.__getitem__, chain.from_iterable(texts)), dtype=np.int64, count=int(counts.sum()))
+    return pa.array(list(ids), pa.string()), pid, counts
+
+
+def join_pieces(unique: pa.Array, pid: np.ndarray, counts: np.ndarray) -> pa.Array:
+    """Each text's pieces joined (``piece_ids``'s output back to the texts), in Arrow."""
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), unique.take(pa.array(pid))), "")
+
+
+def normalize_pieces(unique: pa.Array, pid: np.ndarray, counts: np.ndarray) -> pa.Array:
+    """``normalize_joined`` of the texts given by ``piece_ids``."""
     ends = np.cumsum(counts)
     starts = ends - counts
     if not ends.size or not ends[-1]:
-        return pa.array([""] * len(texts), pa.string())
-    encoded = pc.dictionary_encode(pa.array([p for pieces in texts for p in pieces], pa.string()))
-    unique, pid = encoded.dictionary, encoded.indices.to_numpy()
+        return pa.array([""] * len(counts), pa.string())
     needs = _needs_nfkc(unique)
     # NFKC a piece at a time is NFKC of the text when each piece after the first starts with a stable starter
     # (no composition takes it as its second part, no mark reorders across it); a text with a piece that needs
@@ -130,7 +152,8 @@ def normalize_joined(texts: list[list[str]]) -> pa.Array:
     whole = np.flatnonzero((unstable[ends] - unstable[starts] > 0) & (unsafe[ends] - unsafe[starts] > 0))
     n = len(unique)
     if len(whole):  # each has a piece that needs NFKC, so the whole text does
-        unique = pa.concat_arrays([unique, pa.array(["".join(texts[t]) for t in whole], pa.string())])
+        whole_pid = np.concatenate([pid[starts[t]:ends[t]] for t in whole])
+        unique = pa.concat_arrays([unique, join_pieces(unique, whole_pid, counts[whole])])
         needs = pa.concat_arrays([needs, pa.array(np.ones(len(whole), dtype=bool))])
     mapped_all = _map_characters(_nfkc(unique, needs))
     core_all = _collapse(mapped_all)
@@ -144,16 +167,16 @@ def normalize_joined(texts: list[list[str]]) -> pa.Array:
     after = np.where(has_core, trail, _numpy(pc.greater(length, 0))[pid])
     before = np.concatenate([[0], np.cumsum(after)])  # before[k]: pieces with whitespace after them, of 0..k-1
     words = np.flatnonzero(has_core)
-    text_of = np.repeat(np.arange(len(texts)), counts)
+    text_of = np.repeat(np.arange(len(counts)), counts)
     # the word before each word, and whether it is in the same text
     previous = np.concatenate([[-1], words[:-1]])
     joined = (previous >= starts[text_of[words]]) & (previous >= 0)
     space = joined & (lead[words] | (before[words] - before[np.maximum(previous, 0)] > 0))
     tokens = pc.binary_join_element_wise(pc.if_else(pa.array(space), " ", ""), core.take(pa.array(pid[words])), "")
-    per_text = np.concatenate([[0], np.cumsum(np.bincount(text_of[words], minlength=len(texts)))])
+    per_text = np.concatenate([[0], np.cumsum(np.bincount(text_of[words], minlength=len(counts)))])
     out = pc.binary_join(pa.ListArray.from_arrays(pa.array(per_text, pa.int32()), tokens), "")
     if len(whole):
-        mask = np.zeros(len(texts), dtype=bool)
+        mask = np.zeros(len(counts), dtype=bool)
         mask[whole] = True
         out = pc.replace_with_mask(out, pa.array(mask), core_all.slice(n))
     return out

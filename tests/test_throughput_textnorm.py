@@ -139,12 +139,14 @@ def test_normalising_pieces_equals_normalising_the_joined_texts_on_tricky_string
                ["\u0651"], [" ", "\u0640", " "], ["A", "\u0640", "B"]]
     joined = ["".join(p) for p in pieces]
     assert normalize_joined(pieces).to_pylist() == normalize(joined).to_pylist() == reference(joined)
+    assert textnorm.join_pieces(*textnorm.piece_ids(pieces)).to_pylist() == joined
 
 
 def test_normalising_pieces_equals_normalising_the_joined_texts_on_real_prompts(shared_data):
     """The build's own cut (around each row's longest text) and random cuts, on rendered ASTD prompts."""
     from builders.catalog import load_catalog
     from builders.steps.render import input_pieces
+    from builders.textnorm import join_pieces, piece_ids
 
     templates = load_catalog()["astd_sentiment"].templates
     with open(shared_data / "astd" / "Tweets.txt", encoding="utf-8-sig") as f:
@@ -153,6 +155,9 @@ def test_normalising_pieces_equals_normalising_the_joined_texts_on_real_prompts(
     pieces = input_pieces(rows, inputs, len(templates))
     assert ["".join(p) for p in pieces] == inputs
     assert sum(p[1] != "" for p in pieces) > 0.9 * len(inputs)  # the tweet is cut out of nearly every prompt
+    unique, pid, counts = piece_ids(pieces)
+    assert join_pieces(unique, pid, counts).to_pylist() == inputs  # the build's inputs column, from the pieces
+    assert len(unique) < len(rows) + 50 * len(templates)  # each tweet and each template's words once
     expected = normalize(inputs).to_pylist()
     assert normalize_joined(pieces).to_pylist() == expected
     assert normalize_joined(_cuts(inputs)).to_pylist() == expected

@@ -5,11 +5,11 @@ The stage passes Arrow batches, not one Document per prompt: ``SourceRowsReader`
 ``RenderPrompts`` decodes each row once, renders the table's rows with each template in one looped call
 (``Template.render_many``) and yields one ``pa.RecordBatch`` of prompts (the prompt columns,
 ``source_split``/``source_row`` for rejects, the check columns ``render_error``, ``data_has_jinja``,
-``data_has_none``, and ``INPUTS_HASH``, the hash of the normalised inputs, computed from pieces with
-``textnorm.normalize_joined``) built from column lists; the columns that are the same for every prompt of a
-template (dataset, task, template ...) are taken from one small array. The later
-steps (``PromptFilter``, ``PromptSignatures``, ``RowWriter``) take these batches. ``PromptDocuments`` turns
-them back into one datatrove Document per prompt for a pipeline that wants those."""
+``data_has_none``, and ``INPUTS_HASH``, the hash of the normalised inputs) built from column lists. The
+inputs column and that hash are both built from the inputs' distinct pieces (``textnorm.piece_ids``); the
+columns that are the same for every prompt of a template (dataset, task, template ...) are taken from one
+small array. The later steps (``PromptFilter``, ``PromptSignatures``, ``RowWriter``) take these batches.
+``PromptDocuments`` turns them back into one datatrove Document per prompt for a pipeline that wants those."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from builders.steps.assign import INGESTED_ROW, assigned_path
 from builders.steps.dedup import INPUTS_HASH
 from builders.steps.ingest import IngestedRows
 from builders.templates import Template, apply_like_promptsource, has_separator
-from builders.textnorm import normalize_joined
+from builders.textnorm import join_pieces, normalize_pieces, piece_ids
 
 LEFTOVER_JINJA = re.compile(r"\{\{|\}\}|\{%|%\}")
 RENDERED_NONE = re.compile(r"(?<![\w])None(?![\w])")
@@ -176,9 +176,14 @@ class RenderPrompts(PipelineStep):
         has_jinja = pc.match_substring_regex(records, LEFTOVER_JINJA_RE2)
         maybe_none = pc.match_substring(records, NONE_SUBSTRING).to_pylist()
         has_none = [bool(m and RENDERED_NONE.search(r)) for m, r in zip(maybe_none, record_list)]
+        if self.compile_per_row:
+            input_column, inputs_hash = pa.array(inputs, pa.string()), None
+        else:  # the inputs' distinct pieces go to Arrow once each: the column and its normalised hash are built from them
+            unique, pid, counts = piece_ids(input_pieces(decoded, inputs, n_t))
+            input_column, inputs_hash = join_pieces(unique, pid, counts), hash64(normalize_pieces(unique, pid, counts))
         columns = {
             "id": pa.array(ids, pa.string()),
-            "inputs": pa.array(inputs, pa.string()),
+            "inputs": input_column,
             "targets": pa.array(targets, pa.string()),
             "answer_choices": (tp.fixed_choices.take(which) if tp.fixed_choices is not None and not self.compile_per_row
                                else pa.array(choices, pa.list_(pa.string()))),
@@ -189,8 +194,8 @@ class RenderPrompts(PipelineStep):
             "data_has_jinja": has_jinja.combine_chunks().take(rows),
             "data_has_none": pa.array(has_none, pa.bool_()).take(rows),
         }
-        if not self.compile_per_row:
-            columns[INPUTS_HASH] = pa.array(hash64(normalize_joined(input_pieces(decoded, inputs, n_t))), pa.uint64())
+        if inputs_hash is not None:
+            columns[INPUTS_HASH] = pa.array(inputs_hash, pa.uint64())
         return pa.RecordBatch.from_pydict(columns)
 
     @staticmethod
@@ -205,8 +210,8 @@ class RenderPrompts(PipelineStep):
 
 def input_pieces(rows: list[dict], inputs: list[str], per_row: int) -> list[tuple[str, str, str]]:
     """Each prompt's inputs cut around its row's longest text (rows in order, ``per_row`` prompts each): the
-    pieces ``normalize_joined`` normalises once each, the template's words and the row's text being the same
-    in many prompts. Any cut gives the same result; one that shares nothing only saves nothing."""
+    pieces that ``textnorm.piece_ids`` keeps once each (for the inputs column and ``normalize_pieces``), the
+    template's words and the row's text being the same in many prompts. Any cut gives the same result; one that shares nothing only saves nothing."""
     keys = [max((v for v in row.values() if isinstance(v, str)), key=len, default="") or "\x00" for row in rows]
     return [text.partition(key) for text, key in zip(inputs, (k for k in keys for _ in range(per_row)))]
 
