@@ -14,8 +14,10 @@ dedup would drop every repeat and the benchmark would measure nothing). Every ar
   which is faster than ``Template.render`` per prompt; the fraction of the ceiling is against the former.
 - **ours**: the full datatrove build end to end (ingest, split assignment, render, dedup, write, checks,
   card), with 1 worker and with 2 workers, for every ``--prompts`` size.
-  ``--repeat N`` builds each size N times with 1 and with 2 workers, in turn, and keeps the fastest of each
-  (as ``timeit`` does: on a shared machine the fastest run is the one least slowed by others).
+  ``--repeat N`` runs every arm N times, in rounds (the ceiling, the baseline, then each size with 1 and with
+  2 workers), and keeps the fastest of each, the ceiling's and the baseline's included (as ``timeit`` does: on
+  a shared machine the fastest run is the one least slowed by others; a ceiling measured once in a slow spell
+  would flatter the fraction of it).
 - **baseline**: the same build, compiling each template for every example as PromptSource's
   ``Template.apply`` does. It is slow, so it renders ``--baseline-prompts`` prompts and is compared per
   prompt.
@@ -135,6 +137,10 @@ def arm(work: str, name: str, prompts: int, workers: int, prompts_per_task: int)
     return result
 
 
+def fastest(runs: list[dict]) -> dict:
+    return min(runs, key=lambda r: r["seconds"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prompts", type=int, nargs="+", default=[1_000_000, 4_000_000])
@@ -142,7 +148,7 @@ def main() -> None:
     p.add_argument("--ceiling-prompts", type=int, default=300_000)
     p.add_argument("--prompts-per-task", type=int, default=200_000)
     p.add_argument("--repeat", type=int, default=1,
-                   help="build each size this many times with 1 and with 2 workers, in turn; the fastest of each counts")
+                   help="run every arm this many times, in rounds; the fastest run of each arm counts")
     p.add_argument("--arm", choices=["ceiling", "ours", "baseline"], help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -155,14 +161,15 @@ def main() -> None:
         sys.exit(f"real data not found: {TWEETS}")
     sizes = sorted(set(args.prompts))
     with tempfile.TemporaryDirectory(prefix="bench_build_") as work:
-        ceiling = arm(work, "ceiling", args.ceiling_prompts, 1, args.prompts_per_task)
-        baseline = arm(work, "baseline", min(args.baseline_prompts, sizes[0]), 1, args.prompts_per_task)
-        ours = {n: {1: [], 2: []} for n in sizes}
-        for n in sizes:
-            for _ in range(args.repeat):  # 1 and 2 workers in turn, so a slow spell of the machine hits both
+        ceilings, baselines, ours = [], [], {n: {1: [], 2: []} for n in sizes}
+        for _ in range(args.repeat):  # every arm once per round, so a slow spell of the machine hits them all
+            ceilings.append(arm(work, "ceiling", args.ceiling_prompts, 1, args.prompts_per_task))
+            baselines.append(arm(work, "baseline", min(args.baseline_prompts, sizes[0]), 1, args.prompts_per_task))
+            for n in sizes:
                 for w in (1, 2):
                     ours[n][w].append(arm(work, "ours", n, w, args.prompts_per_task))
-        ours = {n: {w: min(runs, key=lambda r: r["seconds"]) for w, runs in by.items()} for n, by in ours.items()}
+        ceiling, baseline = fastest(ceilings), fastest(baselines)
+        ours = {n: {w: fastest(runs) for w, runs in by.items()} for n, by in ours.items()}
 
     per_size = {}
     for n, by_workers in ours.items():
@@ -203,8 +210,10 @@ def main() -> None:
         "sizes": sizes,
         "repeat": args.repeat,
         "render_ceiling_prompts_per_s": round(ceiling["rate"], 1),
+        "render_ceiling_runs_prompts_per_s": [round(r["rate"], 1) for r in ceilings],
         "render_many_prompts_per_s": round(ceiling["render_many_prompts_per_s"], 1),
         "baseline_prompts_per_s_per_worker": round(baseline["rate"], 1),
+        "baseline_runs_prompts_per_s": [round(r["rate"], 1) for r in baselines],
         "baseline_prompts": baseline["prompts"],
         **{key: {str(n): r[key] for n, r in per_size.items()}
            for key in ("ours_prompts_per_s_per_worker", "ours_2_workers_prompts_per_s", "scaling_2_workers",
