@@ -28,6 +28,11 @@ def bot_texts(page) -> list[str]:
     return page.eval_on_selector_all(BOT, "els => els.map(e => e.innerText.trim())")
 
 
+def replying(pages) -> list:
+    """The pages whose last reply has text."""
+    return [p for p in pages if bot_texts(p) and bot_texts(p)[-1]]
+
+
 def set_max_new_tokens(page, n: int) -> None:
     """Open the settings, type n and leave the field (Enter, then Tab: its change event), then wait until the
     page's state has it: a send right after the keystrokes could otherwise carry the old value on a loaded machine."""
@@ -153,7 +158,9 @@ def test_space_answers_over_long_and_empty_input_with_a_notice(page, space_app, 
 
 
 def test_space_queue_runs_at_most_concurrency_generations_at_once(browser, space_app):
-    """Three visitors at once with CONCURRENCY=2: the third reply waits in the queue for a free slot."""
+    """Three visitors at once with CONCURRENCY=2: the third reply waits in the queue until a slot is free.
+    Replies are long (400 tokens, about 20 s), so the first two overlap however slowly the messages go out on a
+    loaded machine; one of them is then stopped, and only then does the third start."""
     before = last_started(space_app)
     pages = []
     try:
@@ -162,22 +169,28 @@ def test_space_queue_runs_at_most_concurrency_generations_at_once(browser, space
             pages.append(p)
             p.goto(space_app.url, wait_until="load")
             p.wait_for_selector(TEXTBOX, timeout=60_000)
-            set_max_new_tokens(p, 120)  # ~6 s a reply at 50 ms a token
+            set_max_new_tokens(p, 400)
         for i, p in enumerate(pages):
             send(p, f"الزائر رقم {i + 1}: ما أجمل مدن الشام؟")
         ids = list(range(before + 1, before + 4))
-        wait_for(lambda: last_started(space_app) >= ids[-1], 60, "the third generation to start")
-        # every visitor sees the start of a reply before it is stopped (a stop before the first token leaves none)
-        wait_for(lambda: all(bot_texts(p) and bot_texts(p)[-1] for p in pages), 60, "a token in every reply")
-        for p in pages:  # done: stop whatever still runs (a reply may end meanwhile: click without waiting)
+        wait_for(lambda: last_started(space_app) >= ids[1], 60, "two generations to start")
+        wait_for(lambda: len(replying(pages)) >= 2, 60, "a token in the first two replies")
+        time.sleep(2.0)  # every message has reached the server by now: the third waits
+        assert last_started(space_app) == ids[1] and not ended(space_app, ids[0]) and not ended(space_app, ids[1])
+        running = replying(pages)
+        assert len(running) == 2  # and its visitor sees no reply yet
+        running[0].evaluate("() => document.querySelector('#message [data-testid=stop-button]')?.click()")
+        wait_for(lambda: last_started(space_app) >= ids[2], 30, "the third generation to start")
+        wait_for(lambda: len(replying(pages)) == 3, 60, "a token in every reply")
+        for p in pages:  # done: stop whatever still runs (click without waiting: one has ended already)
             p.evaluate("() => document.querySelector('#message [data-testid=stop-button]')?.click()")
         ends = {i: wait_for(lambda i=i: ended(space_app, i), 30, f"generation {i} to end")["time"] for i in ids}
         starts = {e["id"]: e["time"] for e in space_app.status_lines() if e["event"] == "start" and e["id"] in ids}
         spans = sorted((starts[i], ends[i]) for i in ids)
-        running = [sum(1 for s, t in spans if s <= moment < t) for moment, _ in spans]
-        assert max(running) == 2, spans  # two at once, never three
+        at_once = [sum(1 for s, t in spans if s <= moment < t) for moment, _ in spans]
+        assert max(at_once) == 2, spans  # two at once, never three
         assert spans[2][0] >= min(spans[0][1], spans[1][1]), spans  # the third waited for a free slot
-        assert all(bot_texts(p) and bot_texts(p)[-1] for p in pages)  # and every visitor got a reply
+        assert len(replying(pages)) == 3  # and every visitor got a reply
     finally:
         for p in pages:
             p.close()
