@@ -267,3 +267,32 @@ def test_row_writer_leaves_unique_columns_without_a_dictionary_and_keeps_the_row
     assert all("RLE_DICTIONARY" in e for e in encodings["dict"].values())  # the default: every column
     with pytest.raises(ValueError, match="targets"):
         RowWriter(str(tmp_path / "x"), schema, output_filename="${rank}.parquet", unique_columns=("targets",))
+
+
+def test_prompt_filter_on_a_batch_sets_aside_what_prompt_problem_names(tmp_path):
+    """The batch path looks one by one only at the prompts its column pass picks (braces, a "None", a blank
+    side, a render error): it must set aside exactly the prompts ``prompt_problem`` names, with its reasons,
+    blank sides of Unicode whitespace and a "None" inside a word included."""
+    from datatrove.pipeline.writers import JsonlWriter
+
+    from builders.steps.checks import PY_WHITESPACE, PromptFilter, prompt_problem
+
+    cases = [("نص", "إيجابي"), ("", "x"), ("\u3000\u2028 ", "x"), ("نص", "\u00a0\t"), ("قيمة {{ x }}", "x"),
+             ("None هنا", "x"), ("كلمة Nonexistent", "x"), ("نص", "None"), ("a %} b", "x"), ("{ واحد }", "x"),
+             (PY_WHITESPACE.replace("-", ""), "x"), ("نص", "y")]
+    n = len(cases)
+    batch = pa.RecordBatch.from_pydict({
+        "id": [f"{i:024x}" for i in range(n)], "inputs": [c[0] for c in cases], "targets": [c[1] for c in cases],
+        "split": ["train"] * n,
+        "render_error": [None] * (n - 1) + ["render error: boom"], "excluded": [None] * n,
+        "data_has_jinja": [False] * n, "data_has_none": [i == 5 for i in range(n)]})
+    expected = [prompt_problem(i, t, e, dn, dj, x) for i, t, e, dn, dj, x in zip(
+        *(batch.column(c).to_pylist() for c in ("inputs", "targets", "render_error", "data_has_none",
+                                                "data_has_jinja", "excluded")))]
+    assert expected.count(None) == 4 and "empty inputs" in expected and "leftover jinja" in expected
+    step = PromptFilter(exclusion_writer=JsonlWriter(str(tmp_path / "rejects"), compression=None))
+    kept = pa.Table.from_batches(list(step.run(iter([batch]))))
+    assert kept.column("id").to_pylist() == [f"{i:024x}" for i, r in enumerate(expected) if r is None]
+    rejects = [json.loads(line) for f in sorted((tmp_path / "rejects").glob("*.jsonl")) for line in open(f)]
+    assert sorted((r["id"], r["metadata"]["filter_reason"]) for r in rejects) == sorted(
+        (f"{i:024x}", r) for i, r in enumerate(expected) if r is not None)

@@ -23,6 +23,7 @@ _SUSPECT_RE2 = LEFTOVER_JINJA_RE2 + "|" + NONE_SUBSTRING  # a superset of _SUSPE
 # the characters str.strip() removes (str.isspace), so "empty" means the same for a column as for one string
 PY_WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _BLANK_RE2 = f"^[{PY_WHITESPACE}]*$"
+_LOOK_RE2 = f"{_SUSPECT_RE2}|{_BLANK_RE2}"  # what a batch's prompts are looked at one by one for: one pass per side
 
 
 def prompt_problem(text: str, targets: str, render_error: str | None = None, data_has_none: bool = False,
@@ -81,10 +82,7 @@ class PromptFilter(BaseFilter):
     def _filter_batch(self, batch: pa.RecordBatch, writer, rank: int, counts: dict) -> pa.RecordBatch:
         inputs, targets = batch.column("inputs"), batch.column("targets")
         names = batch.schema.names
-        look = pc.match_substring_regex(inputs, _SUSPECT_RE2)
-        look = pc.or_(look, pc.match_substring_regex(targets, _SUSPECT_RE2))
-        look = pc.or_(look, pc.match_substring_regex(inputs, _BLANK_RE2))
-        look = pc.or_(look, pc.match_substring_regex(targets, _BLANK_RE2))
+        look = pc.or_(pc.match_substring_regex(inputs, _LOOK_RE2), pc.match_substring_regex(targets, _LOOK_RE2))
         for name in ("render_error", "excluded"):
             if name in names:
                 look = pc.or_(look, pc.is_valid(batch.column(name)))
