@@ -170,3 +170,19 @@ def test_normalising_pieces_equals_normalising_the_joined_texts_on_real_prompts(
 ])
 def test_normalize_text_examples(text, expected):
     assert normalize_text(text) == expected
+
+
+def test_respelling_on_the_bytes_equals_replacing_the_letters():
+    """``_respell`` swaps UTF-8 byte pairs: the same as replacing the letters, in a sliced array with nulls,
+    next to characters that share one of the letters' bytes (؉ is D8 89 where ى is D9 89; U+0889 and U+08A2
+    carry A2/89 as continuation bytes) and at the very end of the buffer."""
+    letters = "\u0622\u0623\u0625\u0671\u0649\u0629"
+    others = "\u0609\u0889\u08a2\u0627\u064a\u0647 a\u00e9\U0001f602"
+    rng = random.Random(4)
+    texts = ["".join(rng.choice(letters + others) for _ in range(rng.randint(0, 9))) for _ in range(5000)]
+    arr = pa.array(["x"] + texts + [None, "", letters], pa.string()).slice(1)
+    expected = [None if t is None else t.translate(str.maketrans(textnorm._SPELLING)) for t in arr.to_pylist()]
+    out = textnorm._respell(arr)
+    assert out.to_pylist() == expected and out.null_count == 1
+    assert textnorm._respell(pa.array(["abc", None])).to_pylist() == ["abc", None]  # nothing to respell
+    assert expected[-1] == "\u0627" * 4 + "\u064a\u0647"
