@@ -33,6 +33,11 @@ def replying(pages) -> list:
     return [p for p in pages if bot_texts(p) and bot_texts(p)[-1]]
 
 
+def click_stop(page) -> None:
+    """Click the Stop button if the page shows one (without waiting: a reply may have ended meanwhile)."""
+    page.evaluate("() => document.querySelector('#message [data-testid=stop-button]')?.click()")
+
+
 def set_max_new_tokens(page, n: int, timeout: float = 30) -> None:
     """Open the settings, type n and leave the field (Enter, then Tab: its change event), until the page holds
     n for a whole second: a page that has only just loaded can put its default back while it starts (seen on a
@@ -192,11 +197,11 @@ def test_space_queue_runs_at_most_concurrency_generations_at_once(browser, space
         assert last_started(space_app) == ids[1] and not ended(space_app, ids[0]) and not ended(space_app, ids[1])
         running = replying(pages)
         assert len(running) == 2  # and its visitor sees no reply yet
-        running[0].evaluate("() => document.querySelector('#message [data-testid=stop-button]')?.click()")
+        click_stop(running[0])
         wait_for(lambda: last_started(space_app) >= ids[2], 30, "the third generation to start")
         wait_for(lambda: len(replying(pages)) == 3, 60, "a token in every reply")
-        for p in pages:  # done: stop whatever still runs (click without waiting: one has ended already)
-            p.evaluate("() => document.querySelector('#message [data-testid=stop-button]')?.click()")
+        for p in pages:  # done: stop whatever still runs (one has ended already)
+            click_stop(p)
         ends = {i: wait_for(lambda i=i: ended(space_app, i), 30, f"generation {i} to end")["time"] for i in ids}
         started = [e for e in space_app.status_lines() if e["event"] == "start" and e["id"] in ids]
         assert [e["max_new_tokens"] for e in started] == [400] * 3  # every visitor's setting reached the model

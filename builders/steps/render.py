@@ -211,7 +211,8 @@ class RenderPrompts(PipelineStep):
 def input_pieces(rows: list[dict], inputs: list[str], per_row: int) -> list[tuple[str, str, str]]:
     """Each prompt's inputs cut around its row's longest text (rows in order, ``per_row`` prompts each): the
     pieces that ``textnorm.piece_ids`` keeps once each (for the inputs column and ``normalize_pieces``), the
-    template's words and the row's text being the same in many prompts. Any cut gives the same result; one that shares nothing only saves nothing."""
+    template's words and the row's text being the same in many prompts. Any cut gives the same result; one
+    that shares nothing only saves nothing."""
     keys = [max((v for v in row.values() if isinstance(v, str)), key=len, default="") or "\x00" for row in rows]
     return [text.partition(key) for text, key in zip(inputs, (k for k in keys for _ in range(per_row)))]
 
