@@ -17,7 +17,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,17 @@ class SourceError(ValueError):
 # --------------------------------------------------------------------------------------------- Hub
 
 
+HUB_BATCH_ROWS = 1000  # rows of a Hub dataset formatted to Python at a time
+
+
 def read_hub(entry: CatalogEntry, path: str | None = None, limit: int | None = None,
-             revision: str | None = None) -> Iterator[Row]:
+             revision: str | None = None, wanted: Callable[[int], bool] | None = None) -> Iterator[Row]:
     """Rows of ``load_dataset(hub_id, hub_config, revision=...)``; ``path`` may be a local Hub-layout folder.
-    ``revision`` (the commit ``resolve_revision`` found) pins the read to exactly what the manifest records."""
+    ``revision`` (the commit ``resolve_revision`` found) pins the read to exactly what the manifest records.
+
+    The rows are turned into Python ``HUB_BATCH_ROWS`` at a time (``ds[lo:hi]``, the same values as iterating
+    the dataset, ~25x cheaper per row). ``wanted(seq)`` (rows numbered from 0 across the splits, in order)
+    says which rows the caller needs: the others come with record ``None``, and a batch of none is not read."""
     import datasets
 
     target = path or entry.hub_id
@@ -60,11 +67,21 @@ def read_hub(entry: CatalogEntry, path: str | None = None, limit: int | None = N
                 f"revision={None if path else revision or entry.revision}): {type(e).__name__}: {e}. "
                 f"Offline? Download it once or pass --local {entry.name}=PATH"
             ) from e
+        seq = 0
         for split, ds in dsd.items():
-            for i, record in enumerate(ds):
-                if limit is not None and i >= limit:
-                    break
-                yield split, i, record
+            n = len(ds) if limit is None else min(len(ds), limit)
+            for lo in range(0, n, HUB_BATCH_ROWS):
+                hi = min(n, lo + HUB_BATCH_ROWS)
+                want = [True] * (hi - lo) if wanted is None else [wanted(s) for s in range(seq + lo, seq + hi)]
+                if not any(want):
+                    yield from ((split, i, None) for i in range(lo, hi))
+                    continue
+                batch = ds[lo:hi]  # {column: values}
+                names = list(batch)
+                records = (dict(zip(names, values)) for values in zip(*batch.values())) if names else ({} for _ in want)
+                for i, w, record in zip(range(lo, hi), want, records):
+                    yield split, i, record if w else None
+            seq += n
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -307,14 +324,15 @@ def uses_local_layout(entry: CatalogEntry, path: str | Path | None) -> bool:
     return not suffix_fmt or entry.local.get("format") == suffix_fmt
 
 
-def read_local(entry: CatalogEntry, path: str | Path, limit: int | None = None) -> Iterator[Row]:
-    """Rows of a local copy given with ``--local NAME=PATH``."""
+def read_local(entry: CatalogEntry, path: str | Path, limit: int | None = None,
+               wanted: Callable[[int], bool] | None = None) -> Iterator[Row]:
+    """Rows of a local copy given with ``--local NAME=PATH`` (``wanted``: see ``read_source``)."""
     root = Path(path)
     if not root.exists():
         raise SourceError(f"dataset '{entry.name}': local path {root} does not exist")
     suffix_fmt = _RECORD_SUFFIXES.get(root.suffix.lower()) if root.is_file() else None
     if root.is_dir() and not entry.local:
-        yield from read_hub(entry, str(root), limit)  # a downloaded Hub snapshot (README configs / data files)
+        yield from read_hub(entry, str(root), limit, wanted=wanted)  # a downloaded Hub snapshot (README configs / data files)
         return
     if uses_local_layout(entry, root):
         spec = dict(entry.local)
@@ -349,11 +367,13 @@ def read_local(entry: CatalogEntry, path: str | Path, limit: int | None = None) 
 
 
 def read_source(entry: CatalogEntry, local_path: str | os.PathLike | None = None, limit: int | None = None,
-                revision: str | None = None) -> Iterator[Row]:
-    """All source rows of an entry: from ``local_path`` when given, else from the Hub (at ``revision``)."""
+                revision: str | None = None, wanted: Callable[[int], bool] | None = None) -> Iterator[Row]:
+    """All source rows of an entry: from ``local_path`` when given, else from the Hub (at ``revision``).
+    ``wanted``: see ``read_hub`` (Hub datasets and snapshot folders skip the rows it refuses; local files
+    are read whole: a row's split may be one of its columns)."""
     if local_path is not None:
-        return read_local(entry, local_path, limit)
-    return read_hub(entry, None, limit, revision)
+        return read_local(entry, local_path, limit, wanted)
+    return read_hub(entry, None, limit, revision, wanted)
 
 
 def resolve_revision(entry: CatalogEntry, api=None) -> str | None:

@@ -144,3 +144,77 @@ def test_prompted_jsonl_and_qe_pairs_name_the_file_and_line_of_a_bad_json_line(t
     pairs.write_text('{"src": "a", "mt": "b"}\nnot json\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"pairs\.jsonl, line 2: invalid JSON"):
         _read_pairs(pairs)
+
+
+def _hub_folder(tmp_path: Path):
+    """A Hub-layout snapshot folder (parquet per split, features in the files, README configs) with the value
+    kinds a Hub dataset gives: ClassLabel ids, a list of strings, a struct of lists (SQuAD answers), a null."""
+    import datasets
+
+    from test_catalog_check import write_snapshot
+
+    features = datasets.Features({
+        "text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"]),
+        "tokens": datasets.Sequence(datasets.Value("string")),
+        "answers": {"text": datasets.Sequence(datasets.Value("string")), "answer_start": datasets.Sequence(datasets.Value("int32"))},
+    })
+
+    def split(n: int, tag: str) -> dict[str, list]:
+        return {"text": [None if i == 3 else f"نص {tag} {i}" for i in range(n)], "label": [i % 2 for i in range(n)],
+                "tokens": [[f"كلمة{j}" for j in range(i % 4)] for i in range(n)],
+                "answers": [{"text": [f"ج{i}"] * (i % 3), "answer_start": [i] * (i % 3)} for i in range(n)]}
+
+    folder = write_snapshot(tmp_path, "someone/toy", None, {"train": split(23, "t"), "test": split(6, "x")}, features)
+    return folder, datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_hub_snapshot_read_in_batches_gives_the_rows_of_iterating_the_dataset(tmp_path, monkeypatch):
+    """``read_hub`` turns the rows into Python a batch at a time (``ds[lo:hi]``); the rows must be those of
+    iterating each split row by row (the slow way it replaced), limit included. Batches of 4 rows here, so
+    splits end inside a batch."""
+    import builders.sources as sources
+
+    monkeypatch.setattr(sources, "HUB_BATCH_ROWS", 4)
+    folder, dsd = _hub_folder(tmp_path)
+    e = CatalogEntry(name="toy", task="t", task_family="classification", license="mit", columns={"text": "text"},
+                     hub_id="someone/toy")
+    expected = [(s, i, r) for s, ds in dsd.items() for i, r in enumerate(ds)]
+    assert [s for s, _, _ in expected].count("train") == 23 and expected[3][2]["text"] is None
+    assert expected[5][2] == {"text": "نص t 5", "label": 1, "tokens": ["كلمة0"], "answers": {"text": ["ج5", "ج5"], "answer_start": [5, 5]}}
+    assert list(sources.read_hub(e, str(folder))) == expected
+    assert list(sources.read_local(e, folder)) == expected  # --local of a snapshot folder: the same path
+    limited = list(sources.read_hub(e, str(folder), limit=10))
+    assert limited == [(s, i, r) for s, i, r in expected if i < 10]
+
+
+def test_a_hub_snapshot_leaves_the_rows_it_is_not_asked_for_undecoded(tmp_path, monkeypatch):
+    """``wanted(seq)`` (rows numbered across the splits): the others come back with record None and the same
+    (split, row) numbering, and a batch with no wanted row is never turned into Python."""
+    import datasets
+
+    import builders.sources as sources
+
+    monkeypatch.setattr(sources, "HUB_BATCH_ROWS", 4)
+    folder, dsd = _hub_folder(tmp_path)
+    e = CatalogEntry(name="toy", task="t", task_family="classification", license="mit", columns={"text": "text"},
+                     hub_id="someone/toy")
+    expected = [(s, i, r) for s, ds in dsd.items() for i, r in enumerate(ds)]
+    slices = []
+    real_getitem = datasets.Dataset.__getitem__
+
+    def getitem(self, key):  # records which slices were formatted (the real method does the work)
+        slices.append((len(self), key))
+        return real_getitem(self, key)
+
+    monkeypatch.setattr(datasets.Dataset, "__getitem__", getitem)
+
+    def wanted(seq: int) -> bool:
+        return 8 <= seq < 10 or seq >= 25  # train rows 8-9; train has 23 rows, so test rows 2-5
+
+    got = list(sources.read_hub(e, str(folder), wanted=wanted))
+    assert [(s, i) for s, i, _ in got] == [(s, i) for s, i, _ in expected]
+    assert [r for _, _, r in got] == [r if wanted(seq) else None for seq, (_, _, r) in enumerate(expected)]
+    assert sum(r is not None for _, _, r in got) == 2 + 4
+    # train (23 rows) in batches [0,4) [4,8) [8,12) ... and test (6 rows) in [0,4) [4,6): only the batches
+    # holding a wanted row were formatted
+    assert slices == [(23, slice(8, 12)), (6, slice(0, 4)), (6, slice(4, 6))]

@@ -147,6 +147,32 @@ def test_ingest_in_chunks_gives_the_output_of_one_task_per_dataset(tmp_path, mon
     assert ingested.take(np.array([5, 17]), ["record"]).column("record").to_pylist() == whole.column("record").to_pylist()[5:18:12]
 
 
+def test_ingest_in_chunks_of_a_hub_snapshot_gives_the_output_of_one_task(tmp_path, monkeypatch):
+    """Read through ``load_dataset``, each ingest task turns only its own blocks' rows into Python (the others
+    come undecoded, ``read_hub``'s ``wanted``): the output must be byte for byte that of one task reading every
+    row. Blocks of 4 rows and batches of 3, so a batch straddles two tasks' blocks and the splits end inside both."""
+    import builders.sources as sources
+    import builders.steps.ingest as ingest
+    from builders.pipeline import BuildConfig, build
+    from test_build import _hub_snapshot, all_rows, data_digest
+
+    snap = tmp_path / "xnli"
+    _hub_snapshot(snap, [f"ذهب الطالب رقم {i} إلى المدرسة صباحا." for i in range(11)])
+    monkeypatch.setattr(ingest, "BLOCK_ROWS", 4)
+    monkeypatch.setattr(sources, "HUB_BATCH_ROWS", 3)
+    outs = {}
+    for chunks in (1, 3):
+        monkeypatch.setattr(ingest, "INGEST_CHUNKS", chunks)
+        outs[chunks] = build(BuildConfig(out=tmp_path / f"out-{chunks}", datasets=["xnli_ar_nli"],
+                                         local={"xnli_ar_nli": str(snap)}, workers=1))
+    assert data_digest(tmp_path / "out-1") == data_digest(tmp_path / "out-3")
+    own = ingest.ingested_meta(tmp_path / "out-3" / "_build", "xnli_ar_nli")["own_rows"]
+    assert own == {"train": 11, "validation": 11, "test": 11}  # every row ingested once, under its own split
+    rows = all_rows(tmp_path / "out-3")
+    assert {r["source_id"] for r in rows} and len({(r["split"], r["inputs"]) for r in rows}) == len(rows)
+    assert any("رقم 10 " in r["inputs"] for r in rows if r["split"] == "test")  # the last row of the last split
+
+
 def test_hex64_a_slice_at_a_time_reads_every_id(monkeypatch):
     """hex64 decodes ids a slice of HEX_ROWS at a time (bounded memory): slices of 3 rows give int(v[:16], 16)
     for every value, and a bad value in a later slice is still refused."""

@@ -5,7 +5,7 @@ the reason.
 
 The rows of a source are cut into blocks of ``BLOCK_ROWS`` rows in the order the source gives them; task ``k``
 of a dataset keys the blocks ``k, k + INGEST_CHUNKS, ...`` (every task reads the source, only one does the
-work on a row) and writes each block as one row group of ``_build/sources/<name>/<k>.parquet``, listed in
+work on a row; from a Hub dataset the other tasks' rows are not even turned into Python) and writes each block as one row group of ``_build/sources/<name>/<k>.parquet``, listed in
 ``<k>.json``. ``IngestedRows`` reads them back in the source's order (block by block, or the rows at given
 positions), so what follows is the same whatever the number of workers."""
 
@@ -216,11 +216,15 @@ class IngestSource(PipelineStep):
             pending.clear()
 
         with pq.ParquetWriter(tmp, SOURCE_SCHEMA) as writer:
-            rows = read_source(entry, local_path, self.limit, revision=self.revisions.get(entry.name))
+            def mine(seq: int) -> bool:
+                return (seq // self.block_rows) % self.chunks == chunk
+
+            # a Hub dataset gives the other tasks' rows undecoded (record None); they are only counted
+            rows = read_source(entry, local_path, self.limit, revision=self.revisions.get(entry.name), wanted=mine)
             read, block = 0, 0
             for seq, (source_split, i, record) in enumerate(tqdm(rows, desc=f"read {entry.name} [{chunk}]",
                                                                  unit=" rows", mininterval=2)):
-                if (seq // self.block_rows) % self.chunks != chunk:
+                if not mine(seq):
                     continue  # another task's block
                 if seq // self.block_rows != block:
                     flush(writer)

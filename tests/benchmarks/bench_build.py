@@ -48,7 +48,10 @@ DATASET = "astd_sentiment"
 PAPER_PROMPTS = 67_488_303
 
 
-def write_input(path: Path, prompts: int, templates: int) -> int:
+def write_input(path: Path, prompts: int, templates: int, source: str = "jsonl") -> int:
+    """The benchmark's rows at ``path``: a .jsonl export of the Hub copy (Hub column names, a split column), or
+    (``source="hub"``) a Hub snapshot folder, read with ``load_dataset`` as the Hub copy is: one train split in
+    parquet, labels as the Hub's ClassLabel ids."""
     tweets = []
     with open(TWEETS, encoding="utf-8-sig") as f:
         for line in f:
@@ -56,13 +59,40 @@ def write_input(path: Path, prompts: int, templates: int) -> int:
             if text.strip() and label:
                 tweets.append((text, label))
     rows = -(-prompts // templates)
+    texts = [tweets[i % len(tweets)][0] + (f" ({i // len(tweets)})" if i >= len(tweets) else "") for i in range(rows)]
+    labels = [tweets[i % len(tweets)][1] for i in range(rows)]
+    if source == "hub":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        sys.path.insert(0, str(REPO))
+        from builders.catalog import load_catalog
+
+        names = load_catalog()[DATASET].labels["label"].names
+        (path / "data").mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"tweet": texts, "label": [names.index(x) for x in labels]}),
+                       path / "data" / "train-00000-of-00001.parquet")
+        return rows
     with open(path, "w", encoding="utf-8") as f:
-        for i in range(rows):
-            text, label = tweets[i % len(tweets)]
-            copy = i // len(tweets)
-            f.write(json.dumps({"tweet": f"{text} ({copy})" if copy else text, "label": label, "split": "train"},
-                               ensure_ascii=False) + "\n")
+        for text, label in zip(texts, labels):
+            f.write(json.dumps({"tweet": text, "label": label, "split": "train"}, ensure_ascii=False) + "\n")
     return rows
+
+
+def hub_catalog(work: Path) -> Path:
+    """A catalog dir holding the benchmark's entry without its ``local:`` spec (the original files' layout), so
+    that ``--local`` of a snapshot folder is read as the Hub copy is (``load_dataset``); the same templates."""
+    sys.path.insert(0, str(REPO))
+    import yaml
+    from builders.catalog import PACKAGE_DIR
+
+    root = work / "hub-catalog"
+    if not root.exists():
+        raw = yaml.safe_load((PACKAGE_DIR / "catalog" / f"{DATASET}.yaml").read_text(encoding="utf-8"))
+        raw.pop("local", None)
+        (root / "catalog").mkdir(parents=True)
+        (root / "catalog" / f"{DATASET}.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        shutil.copytree(PACKAGE_DIR / "templates" / DATASET, root / "templates" / DATASET)
+    return root
 
 
 def _peak_mb() -> float:
@@ -112,21 +142,22 @@ def run_build(args) -> dict:
 
     templates = len(load_catalog()[DATASET].templates)
     work = Path(args.work)
-    data = work / f"{args.arm}-{args.prompts}.jsonl"
-    write_input(data, args.prompts, templates)
+    data = work / f"{args.arm}-{args.prompts}.{args.source}"
+    write_input(data, args.prompts, templates, args.source)
     out = work / f"out-{args.arm}-{args.prompts}-{args.workers}"
     start = time.perf_counter()
+    catalog = {"catalog_dirs": [str(hub_catalog(work))], "override": True} if args.source == "hub" else {}
     res = build(BuildConfig(out=out, datasets=[DATASET], local={DATASET: str(data)}, workers=args.workers,
-                            prompts_per_task=args.prompts_per_task), compile_per_row=args.arm == "baseline")
+                            prompts_per_task=args.prompts_per_task, **catalog), compile_per_row=args.arm == "baseline")
     seconds = time.perf_counter() - start
     rendered = sum(res.report["by_dataset"].values()) + res.report["skipped_total"]
     shutil.rmtree(out, ignore_errors=True)
     return {"arm": args.arm, "prompts": rendered, "seconds": seconds, "peak_mb": _peak_mb(), "workers": args.workers}
 
 
-def arm(work: str, name: str, prompts: int, workers: int, prompts_per_task: int) -> dict:
+def arm(work: str, name: str, prompts: int, workers: int, prompts_per_task: int, source: str = "jsonl") -> dict:
     cmd = [sys.executable, __file__, "--arm", name, "--work", work, "--prompts", str(prompts),
-           "--workers", str(workers), "--prompts-per-task", str(prompts_per_task)]
+           "--workers", str(workers), "--prompts-per-task", str(prompts_per_task), "--source", source]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"{name} arm ({prompts} prompts, {workers} workers) failed:\n{proc.stderr[-3000:]}")
@@ -149,6 +180,8 @@ def main() -> None:
     p.add_argument("--prompts-per-task", type=int, default=200_000)
     p.add_argument("--repeat", type=int, default=1,
                    help="run every arm this many times, in rounds; the fastest run of each arm counts")
+    p.add_argument("--source", choices=["jsonl", "hub"], default="jsonl",
+                   help="the builds read a .jsonl export (default) or a Hub snapshot folder through load_dataset")
     p.add_argument("--arm", choices=["ceiling", "ours", "baseline"], help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -164,10 +197,11 @@ def main() -> None:
         ceilings, baselines, ours = [], [], {n: {1: [], 2: []} for n in sizes}
         for _ in range(args.repeat):  # every arm once per round, so a slow spell of the machine hits them all
             ceilings.append(arm(work, "ceiling", args.ceiling_prompts, 1, args.prompts_per_task))
-            baselines.append(arm(work, "baseline", min(args.baseline_prompts, sizes[0]), 1, args.prompts_per_task))
+            baselines.append(arm(work, "baseline", min(args.baseline_prompts, sizes[0]), 1, args.prompts_per_task,
+                                 args.source))
             for n in sizes:
                 for w in (1, 2):
-                    ours[n][w].append(arm(work, "ours", n, w, args.prompts_per_task))
+                    ours[n][w].append(arm(work, "ours", n, w, args.prompts_per_task, args.source))
         ceiling, baseline = fastest(ceilings), fastest(baselines)
         ours = {n: {w: fastest(runs) for w, runs in by.items()} for n, by in ours.items()}
 
@@ -209,6 +243,7 @@ def main() -> None:
     print(json.dumps({
         "sizes": sizes,
         "repeat": args.repeat,
+        "source": args.source,
         "render_ceiling_prompts_per_s": round(ceiling["rate"], 1),
         "render_ceiling_runs_prompts_per_s": [round(r["rate"], 1) for r in ceilings],
         "render_many_prompts_per_s": round(ceiling["render_many_prompts_per_s"], 1),

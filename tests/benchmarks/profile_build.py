@@ -1,7 +1,7 @@
 """Where a build's time goes: one stage at a time under cProfile, on the benchmark's input (real ASTD tweets
 repeated, see ``bench_build.py``), 1 worker (every task runs in this process, so the profile sees it all).
 
-    python tests/benchmarks/profile_build.py --prompts 1000000 [--top 12] [--save profile_dir]
+    python tests/benchmarks/profile_build.py --prompts 1000000 [--top 12] [--save profile_dir] [--source hub]
 
 Prints, per stage, wall and CPU seconds, microseconds of CPU per prompt, and the functions with the most own
 time (``tottime``) with their call counts, and the process's peak memory when each stage ended (a stage whose
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_build import DATASET, write_input  # noqa: E402
+from bench_build import DATASET, hub_catalog, write_input  # noqa: E402
 
 
 class StageProfiles:
@@ -85,6 +85,8 @@ def main() -> None:
     p.add_argument("--times-only", action="store_true",
                    help="time the stages without cProfile (its overhead inflates call-heavy stages)")
     p.add_argument("--prompts-per-task", type=int, default=200_000)
+    p.add_argument("--source", choices=["jsonl", "hub"], default="jsonl",
+                   help="the build reads a .jsonl export (default) or a Hub snapshot folder through load_dataset")
     args = p.parse_args()
 
     import builders.pipeline as pipeline
@@ -103,10 +105,12 @@ def main() -> None:
     pipeline.report_mod.build_report = prof.wrap("report", pipeline.report_mod.build_report)
     pipeline.card.write_prompts_card = prof.wrap("card", pipeline.card.write_prompts_card)
     with tempfile.TemporaryDirectory(prefix="profile_build_") as work:
-        data = Path(work) / "input.jsonl"
-        write_input(data, args.prompts, len(load_catalog()[DATASET].templates))
+        data = Path(work) / f"input.{args.source}"
+        write_input(data, args.prompts, len(load_catalog()[DATASET].templates), args.source)
+        catalog = {"catalog_dirs": [str(hub_catalog(Path(work)))], "override": True} if args.source == "hub" else {}
         cfg = pipeline.BuildConfig(out=Path(work) / "out", datasets=[DATASET], local={DATASET: str(data)},
-                                   workers=args.workers if args.times_only else 1, prompts_per_task=args.prompts_per_task)
+                                   workers=args.workers if args.times_only else 1, prompts_per_task=args.prompts_per_task,
+                                   **catalog)
         start, cpu = time.perf_counter(), time.process_time()
         res = pipeline.build(cfg)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
