@@ -43,7 +43,8 @@ from builders.steps.checks import PromptFilter
 from builders.leakage import sum_figures
 from builders.steps.dedup import INPUTS_HASH, DropDuplicates, FindDuplicates, PromptSignatures
 from builders.steps.ingest import IngestSource, map_record
-from builders.steps.rejects import reject_adapter, to_json
+from builders.records import to_json
+from builders.steps.rejects import reject_adapter
 from builders.steps.render import RenderPrompts, SourceRowsReader
 from builders.steps.verify import CheckSignatures, FindLeaks
 from builders.steps.write import RankParquetReader, RowWriter

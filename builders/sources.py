@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from builders.catalog import CatalogEntry
+from builders.records import from_json
 
 REJECT = "__reject__"
 Row = tuple[str, int, dict[str, Any]]
@@ -154,7 +155,7 @@ def json_lines(lines: Iterable[str]) -> Iterator[tuple[int, Any, str | None]]:
         if not line.strip():
             continue
         try:
-            yield line_no, json.loads(line), None
+            yield line_no, from_json(line), None
         except json.JSONDecodeError as e:
             yield line_no, None, e.msg
 

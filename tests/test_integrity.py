@@ -395,3 +395,25 @@ def test_every_package_folder_is_installed():
     found = {".".join(p.relative_to(REPO).parent.parts) for p in (REPO / "builders").rglob("*.py")
              if "__pycache__" not in p.parts}
     assert found <= listed, sorted(found - listed)
+
+
+def test_rows_holding_the_separator_build_as_render_gives_them(tmp_path):
+    """The render stage looks for '|||' in each row's record (one vectorised pass) before asking the row itself:
+    a row whose data holds it must still be rendered as ``Template.render`` renders it (the separator kept in
+    the inputs, not taken for the template's), and the rows around it too."""
+    from builders.catalog import load_catalog
+    from builders.pipeline import BuildConfig, build
+
+    texts = tweets(12)
+    for i in (2, 7):
+        texts[i] = texts[i].replace(" ", " ||| ", 1)  # the separator inside the data
+    cat, data = tmp_path / "cat", tmp_path / "data"
+    csv_file(data / "train.csv", ["text", "label"], [[t, ["neg", "pos"][i % 2]] for i, t in enumerate(texts)])
+    entry(cat, "toy_sep", {"text": "text", "label": "label"}, {"label": ["neg", "pos"]}, templates=SENTIMENT)
+    build(BuildConfig(out=tmp_path / "out", datasets=["toy_sep"], local={"toy_sep": str(data)},
+                      catalog_dirs=[str(cat)], workers=1))
+    (tpl,) = load_catalog([cat])["toy_sep"].templates
+    got = {r["inputs"]: r["targets"] for r in rows_of(tmp_path / "out")}
+    expected = dict(tpl.render({"text": t, "label": i % 2})[:2] for i, t in enumerate(texts))
+    assert got == expected
+    assert sum("|||" in inputs for inputs in got) == 2

@@ -30,7 +30,8 @@ from builders.schema import SOURCE_SCHEMA, SPLITS
 from builders.sources import REJECT, read_source, uses_local_layout
 from builders.splits import key_columns, key_text, source_id
 from builders.steps import BuildError
-from builders.steps.rejects import RejectLog, to_json
+from builders.records import to_json
+from builders.steps.rejects import RejectLog
 
 
 INGEST_CHUNKS = 2  # ingest tasks per dataset (a fixed number: the output never depends on --workers)

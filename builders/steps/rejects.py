@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,15 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
 
+from builders.records import to_json
 from builders.schema import REJECT_SCHEMA
-
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)  # one encoder, not one per call
-
-
-def to_json(value: Any) -> str:
-    """``json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)``."""
-    return _ENCODER.encode(value)
 
 
 class RejectLog:

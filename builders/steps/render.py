@@ -28,10 +28,11 @@ from tqdm.auto import tqdm
 
 from builders.catalog import CatalogEntry
 from builders.hashes import hash64
+from builders.records import from_json
 from builders.steps.assign import INGESTED_ROW, assigned_path
 from builders.steps.dedup import INPUTS_HASH
 from builders.steps.ingest import IngestedRows
-from builders.templates import Template, apply_like_promptsource, has_separator
+from builders.templates import SEPARATOR, Template, apply_like_promptsource, has_separator
 from builders.textnorm import join_pieces, normalize_pieces, piece_ids
 
 LEFTOVER_JINJA = re.compile(r"\{\{|\}\}|\{%|%\}")
@@ -150,7 +151,7 @@ class RenderPrompts(PipelineStep):
         splits, positions = table.column("source_split").to_pylist(), table.column("source_row").to_pylist()
         dataset = tp.entry.name
         record_list = records.to_pylist()
-        decoded = [json.loads(r) for r in record_list]
+        decoded = list(map(from_json, record_list))
         refs = [f"{s}:{p}" for s, p in zip(splits, positions)]
         # prompts in row-major order (row 0 with every template, then row 1 ...): template j's are j::n_t
         inputs, targets, choices = [""] * (n_r * n_t), [""] * (n_r * n_t), [None] * (n_r * n_t)
@@ -161,7 +162,8 @@ class RenderPrompts(PipelineStep):
                     inputs[i * n_t + j], targets[i * n_t + j], choices[i * n_t + j] = apply_like_promptsource(tpl, row)
         else:
             sizes = pc.binary_length(records).to_pylist()
-            plain = [not has_separator(r) for r in decoded]
+            # a row can hold the separator only where its record does (JSON leaves '|' as it is)
+            plain = [not (SEPARATOR in text and has_separator(r)) for text, r in zip(record_list, decoded)]
             for j, tpl in enumerate(templates):
                 out = tpl.render_many(decoded, refs, sizes, plain)
                 inputs[j::n_t], targets[j::n_t], choices[j::n_t] = out.inputs, out.targets, out.choices
