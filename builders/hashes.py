@@ -20,6 +20,11 @@ def _array(values) -> pa.Array:
     return values if isinstance(values, pa.Array) else pa.array(values, pa.string())
 
 
+def text_hash64(text: str) -> int:
+    """``xxh3_64`` of one str's UTF-8 bytes: what ``hash64`` gives for it in a column."""
+    return xxhash.xxh3_64_intdigest(text.encode())
+
+
 def hash64(values: pa.Array | pa.ChunkedArray | list[str | None]) -> np.ndarray:
     """``xxh3_64`` of each value's UTF-8 bytes (a null hashes like the empty string), as ``uint64``."""
     arr = _array(values)

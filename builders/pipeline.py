@@ -61,8 +61,9 @@ MIN_UNITS, MIN_UNIT_PROMPTS = 16, 10_000
 BUCKET_PROMPTS, MIN_BUCKETS = 500_000, 2
 STAGING_ROWS = 10_000
 # The layout of the _build work files; a _build written with another layout is not resumed (2: the assigned
-# files name each row's position among the ingested rows instead of copying its record)
-WORK_FORMAT = 2
+# files name each row's position among the ingested rows instead of copying its record; 3: the ingested rows'
+# row_hash and label_hash are xxh3, not blake2b)
+WORK_FORMAT = 3
 
 
 @dataclass

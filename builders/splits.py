@@ -24,7 +24,6 @@ import hashlib
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
 from builders.hashes import hash64
 from builders.schema import SPLIT_PRIORITY, SPLITS
@@ -44,10 +43,6 @@ def key_text(value) -> str:
     if isinstance(value, list):
         return " ".join(key_text(v) for v in value)
     return str(value)
-
-
-def part_hash(normalised: str) -> int:
-    return xxhash.xxh3_64_intdigest(normalised.encode())
 
 
 def key_columns(parts: list[list[str]]) -> tuple[list[str], pa.ListArray, pa.ListArray]:
@@ -89,7 +84,7 @@ _MULT = np.array([0x100000001B3 ** (SHINGLE_WORDS - 1 - j) % 2**64 for j in rang
 
 
 def _word_hashes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(text index, ``part_hash`` of the word) of every word of normalised texts, in order."""
+    """(text index, ``hash64`` of the word) of every word of normalised texts, in order."""
     words = pc.split_pattern(texts, " ")
     owner = pc.list_parent_indices(words).to_numpy()
     flat = pc.list_flatten(words)

@@ -1,10 +1,13 @@
-"""``builders.records.from_json`` stands in for ``json.loads`` on the hot paths (every JSONL line a build reads,
-every record it renders): it must give the same value, or the same error, for any text."""
+"""``builders.records`` stands in for the json module on the hot paths: ``from_json`` for ``json.loads`` (every
+JSONL line a build reads, every record it renders) must give the same value, or the same error, for any text;
+``to_json`` must give exactly ``json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)``."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import random
+from decimal import Decimal
 
 import pytest
 
@@ -58,3 +61,38 @@ def test_from_json_reads_back_every_record_to_json_writes_and_random_damage_to_t
             assert outcome(from_json, damaged) == expected, damaged
             checked[expected[0]] += 1
     assert checked["value"] > 100 and checked["error"] > 100  # both kinds were compared
+
+
+def dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def test_to_json_is_json_dumps_with_the_builds_settings():
+    rng = random.Random(11)
+    alphabet = ['"', "\\", "\n", "\x00", "\x1f", "\u2028", "\ud800", "é", "ة", "|", "a", " ", "😀"]
+
+    def value(depth: int):
+        kind = rng.randrange(9 if depth < 3 else 6)
+        if kind == 0:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        if kind == 1:
+            return rng.choice([0, -1, 2**63, -(10**30), True, False, None])
+        if kind == 2:
+            return rng.choice([0.1, -0.0, 1e300, 1e-320, float("nan"), float("inf"), -float("inf"), rng.random()])
+        if kind == 3:
+            return rng.choice([datetime.date(2020, 2, 29), Decimal("1.10"), b"bytes", frozenset({1}), (1, "t")])
+        if kind in (4, 5):
+            return "".join(rng.choice(alphabet) for _ in range(3))
+        if kind in (6, 7):
+            return {"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 3))): value(depth + 1)
+                    for _ in range(rng.randint(0, 4))}
+        return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+
+    values = [value(0) for _ in range(2000)] + ["plain", "", 5, None, [], {}, {"b": 1, "a": [1.5, None]}]
+    for v in values:
+        assert to_json(v) == dumps(v)
+    assert to_json({"a": object}) == dumps({"a": object})  # default=str for what JSON lacks
+    with pytest.raises(TypeError):
+        to_json({1: "a", "b": 2})  # keys of two kinds cannot be sorted: the same error as json.dumps
+    with pytest.raises(TypeError):
+        dumps({1: "a", "b": 2})

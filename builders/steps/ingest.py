@@ -11,7 +11,6 @@ positions), so what follows is the same whatever the number of workers."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,6 +24,7 @@ from datatrove.pipeline.base import PipelineStep
 from tqdm.auto import tqdm
 
 from builders.catalog import CatalogEntry
+from builders.hashes import text_hash64
 from builders.report import reason_kind
 from builders.schema import SOURCE_SCHEMA, SPLITS
 from builders.sources import REJECT, read_source, uses_local_layout
@@ -141,10 +141,6 @@ def map_record(entry: CatalogEntry, record: dict, local: bool) -> tuple[dict | N
     return row, None
 
 
-def _hash64(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-
-
 class IngestSource(PipelineStep):
     """One dataset per task -> normalised rows (template variables as JSON, split key, own split) + rejects."""
 
@@ -205,8 +201,8 @@ class IngestSource(PipelineStep):
                 cols["source_row"].append(i)
                 cols["own_split"].append(split)
                 cols["source_id"].append(source_id(key))
-                cols["row_hash"].append(_hash64(key + "\x1e" + others_json))
-                cols["label_hash"].append(_hash64(others_json if others == labels else to_json(labels)))
+                cols["row_hash"].append(text_hash64(key + "\x1e" + others_json))
+                cols["label_hash"].append(text_hash64(others_json if others == labels else to_json(labels)))
                 cols["record"].append(record)
             if cols["record"]:
                 mask = pa.array(keep)
