@@ -35,6 +35,7 @@ from builders import report as report_mod
 from builders.catalog import CatalogEntry, load_catalog, select
 from builders.executors import ExecutorConfig, check_complete, frozen_gc, make_executor, slurm_done
 from builders.finalize import MARKER, WORK, check_output_folder, finalize, mark_ours
+from builders.records import to_json
 from builders.schema import PROMPT_FIELDS, PROMPT_SCHEMA, PROMPTS, REJECT_SCHEMA, extend
 from builders.sources import resolve_revision, source_fingerprint
 from builders.steps import BuildError
@@ -43,7 +44,6 @@ from builders.steps.checks import PromptFilter
 from builders.leakage import sum_figures
 from builders.steps.dedup import INPUTS_HASH, DropDuplicates, FindDuplicates, PromptSignatures
 from builders.steps.ingest import IngestSource, map_record
-from builders.records import to_json
 from builders.steps.rejects import reject_adapter
 from builders.steps.render import RenderPrompts, SourceRowsReader
 from builders.steps.verify import CheckSignatures, FindLeaks

@@ -333,7 +333,8 @@ def read_local(entry: CatalogEntry, path: str | Path, limit: int | None = None,
         raise SourceError(f"dataset '{entry.name}': local path {root} does not exist")
     suffix_fmt = _RECORD_SUFFIXES.get(root.suffix.lower()) if root.is_file() else None
     if root.is_dir() and not entry.local:
-        yield from read_hub(entry, str(root), limit, wanted=wanted)  # a downloaded Hub snapshot (README configs / data files)
+        # a downloaded Hub snapshot (README configs / data files)
+        yield from read_hub(entry, str(root), limit, wanted=wanted)
         return
     if uses_local_layout(entry, root):
         spec = dict(entry.local)

@@ -5,8 +5,8 @@ the reason.
 
 The rows of a source are cut into blocks of ``BLOCK_ROWS`` rows in the order the source gives them; task ``k``
 of a dataset keys the blocks ``k, k + INGEST_CHUNKS, ...`` (every task reads the source, only one does the
-work on a row; from a Hub dataset the other tasks' rows are not even turned into Python) and writes each block as one row group of ``_build/sources/<name>/<k>.parquet``, listed in
-``<k>.json``. ``IngestedRows`` reads them back in the source's order (block by block, or the rows at given
+work on a row; a Hub dataset does not even turn the other tasks' rows into Python) and writes each block as
+one row group of ``_build/sources/<name>/<k>.parquet``, listed in ``<k>.json``. ``IngestedRows`` reads them back in the source's order (block by block, or the rows at given
 positions), so what follows is the same whatever the number of workers."""
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from tqdm.auto import tqdm
 
 from builders.catalog import CatalogEntry
 from builders.hashes import text_hash64
+from builders.records import to_json
 from builders.report import reason_kind
 from builders.schema import SOURCE_SCHEMA, SPLITS
 from builders.sources import REJECT, read_source, uses_local_layout
 from builders.splits import key_columns, key_text, source_id
 from builders.steps import BuildError
-from builders.records import to_json
 from builders.steps.rejects import RejectLog
 
 
@@ -212,10 +212,10 @@ class IngestSource(PipelineStep):
                 blocks.append([block, len(cols["record"])])
             pending.clear()
 
-        with pq.ParquetWriter(tmp, SOURCE_SCHEMA) as writer:
-            def mine(seq: int) -> bool:
-                return (seq // self.block_rows) % self.chunks == chunk
+        def mine(seq: int) -> bool:
+            return (seq // self.block_rows) % self.chunks == chunk
 
+        with pq.ParquetWriter(tmp, SOURCE_SCHEMA) as writer:
             # a Hub dataset gives the other tasks' rows undecoded (record None); they are only counted
             rows = read_source(entry, local_path, self.limit, revision=self.revisions.get(entry.name), wanted=mine)
             read, block = 0, 0

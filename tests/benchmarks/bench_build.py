@@ -5,8 +5,10 @@ baseline, in one run.
 
 The input is ASTD (../shared/data/astd/Tweets.txt, 10,006 real tweets) repeated until the build renders
 ``--prompts`` prompts; each copy's tweets get a copy number so no prompt is an exact duplicate (otherwise
-dedup would drop every repeat and the benchmark would measure nothing). Every arm runs in a fresh process
-(so its peak memory is its own):
+dedup would drop every repeat and the benchmark would measure nothing); ``--source hub`` gives the same rows
+as a Hub snapshot folder, read through ``load_dataset`` as a build from the Hub reads them (the default is a
+.jsonl export). Each input is written once, by the parent, and every arm runs in a fresh process (so its peak
+memory is its own):
 
 - **ceiling**: the same rows and templates, compiled once, ``Template.render`` in a loop: no I/O, no build
   (``--ceiling-prompts`` prompts, one core). What rendering alone allows. Beside it, for reference, the
@@ -51,7 +53,8 @@ PAPER_PROMPTS = 67_488_303
 def write_input(path: Path, prompts: int, templates: int, source: str = "jsonl") -> int:
     """The benchmark's rows at ``path``: a .jsonl export of the Hub copy (Hub column names, a split column), or
     (``source="hub"``) a Hub snapshot folder, read with ``load_dataset`` as the Hub copy is: one train split in
-    parquet, labels as the Hub's ClassLabel ids."""
+    parquet (row groups of 100,000 rows), labels as the Hub's ClassLabel ids. Written a row (or a row group) at
+    a time, so that making the input does not set the arm's peak memory."""
     tweets = []
     with open(TWEETS, encoding="utf-8-sig") as f:
         for line in f:
@@ -59,8 +62,11 @@ def write_input(path: Path, prompts: int, templates: int, source: str = "jsonl")
             if text.strip() and label:
                 tweets.append((text, label))
     rows = -(-prompts // templates)
-    texts = [tweets[i % len(tweets)][0] + (f" ({i // len(tweets)})" if i >= len(tweets) else "") for i in range(rows)]
-    labels = [tweets[i % len(tweets)][1] for i in range(rows)]
+
+    def row(i: int) -> tuple[str, str]:
+        text, label = tweets[i % len(tweets)]
+        return (f"{text} ({i // len(tweets)})" if i >= len(tweets) else text), label
+
     if source == "hub":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -69,11 +75,15 @@ def write_input(path: Path, prompts: int, templates: int, source: str = "jsonl")
 
         names = load_catalog()[DATASET].labels["label"].names
         (path / "data").mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"tweet": texts, "label": [names.index(x) for x in labels]}),
-                       path / "data" / "train-00000-of-00001.parquet")
+        schema = pa.schema([("tweet", pa.string()), ("label", pa.int64())])
+        with pq.ParquetWriter(path / "data" / "train-00000-of-00001.parquet", schema) as writer:
+            for lo in range(0, rows, 100_000):
+                texts, labels = zip(*(row(i) for i in range(lo, min(rows, lo + 100_000))))
+                writer.write_table(pa.table({"tweet": texts, "label": [names.index(x) for x in labels]}, schema=schema))
         return rows
     with open(path, "w", encoding="utf-8") as f:
-        for text, label in zip(texts, labels):
+        for i in range(rows):
+            text, label = row(i)
             f.write(json.dumps({"tweet": text, "label": label, "split": "train"}, ensure_ascii=False) + "\n")
     return rows
 
@@ -109,8 +119,7 @@ def run_ceiling(args) -> dict:
     from builders.steps.ingest import map_record
 
     entry = load_catalog()[DATASET]
-    data = Path(args.work) / "ceiling.jsonl"
-    write_input(data, args.prompts, len(entry.templates))
+    data = Path(args.input)
     local = uses_local_layout(entry, str(data))
     rows = [(f"{s}:{i}", map_record(entry, rec, local)[0]) for s, i, rec in read_source(entry, str(data), None)]
     templates = list(entry.templates)
@@ -137,13 +146,9 @@ def run_ceiling(args) -> dict:
 
 def run_build(args) -> dict:
     sys.path.insert(0, str(REPO))
-    from builders.catalog import load_catalog
     from builders.pipeline import BuildConfig, build
 
-    templates = len(load_catalog()[DATASET].templates)
-    work = Path(args.work)
-    data = work / f"{args.arm}-{args.prompts}.{args.source}"
-    write_input(data, args.prompts, templates, args.source)
+    work, data = Path(args.work), Path(args.input)
     out = work / f"out-{args.arm}-{args.prompts}-{args.workers}"
     start = time.perf_counter()
     catalog = {"catalog_dirs": [str(hub_catalog(work))], "override": True} if args.source == "hub" else {}
@@ -155,8 +160,21 @@ def run_build(args) -> dict:
     return {"arm": args.arm, "prompts": rendered, "seconds": seconds, "peak_mb": _peak_mb(), "workers": args.workers}
 
 
+def input_file(work: str, prompts: int, source: str) -> Path:
+    """The input of ``prompts`` prompts, written once (by this process, so that no arm's peak memory includes
+    making it) and read by every arm of that size."""
+    sys.path.insert(0, str(REPO))
+    from builders.catalog import load_catalog
+
+    path = Path(work) / f"input-{prompts}.{source}"
+    if not path.exists():
+        write_input(path, prompts, len(load_catalog()[DATASET].templates), source)
+    return path
+
+
 def arm(work: str, name: str, prompts: int, workers: int, prompts_per_task: int, source: str = "jsonl") -> dict:
-    cmd = [sys.executable, __file__, "--arm", name, "--work", work, "--prompts", str(prompts),
+    data = input_file(work, prompts, "jsonl" if name == "ceiling" else source)
+    cmd = [sys.executable, __file__, "--arm", name, "--work", work, "--prompts", str(prompts), "--input", str(data),
            "--workers", str(workers), "--prompts-per-task", str(prompts_per_task), "--source", source]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
@@ -185,6 +203,7 @@ def main() -> None:
     p.add_argument("--arm", choices=["ceiling", "ours", "baseline"], help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
+    p.add_argument("--input", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.arm:
         args.prompts = args.prompts[0]
