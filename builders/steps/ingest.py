@@ -6,8 +6,9 @@ the reason.
 The rows of a source are cut into blocks of ``BLOCK_ROWS`` rows in the order the source gives them; task ``k``
 of a dataset keys the blocks ``k, k + INGEST_CHUNKS, ...`` (every task reads the source, only one does the
 work on a row; a Hub dataset does not even turn the other tasks' rows into Python) and writes each block as
-one row group of ``_build/sources/<name>/<k>.parquet``, listed in ``<k>.json``. ``IngestedRows`` reads them back in the source's order (block by block, or the rows at given
-positions), so what follows is the same whatever the number of workers."""
+one row group of ``_build/sources/<name>/<k>.parquet``, listed in ``<k>.json``. ``IngestedRows`` reads them
+back in the source's order (block by block, or the rows at given positions), so what follows is the same
+whatever the number of workers."""
 
 from __future__ import annotations
 

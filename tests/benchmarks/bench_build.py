@@ -88,9 +88,13 @@ def write_input(path: Path, prompts: int, templates: int, source: str = "jsonl")
     return rows
 
 
-def hub_catalog(work: Path) -> Path:
-    """A catalog dir holding the benchmark's entry without its ``local:`` spec (the original files' layout), so
-    that ``--local`` of a snapshot folder is read as the Hub copy is (``load_dataset``); the same templates."""
+def catalog_options(work: Path, source: str) -> dict:
+    """The ``BuildConfig`` options that make a build read the input of ``source``: none for the .jsonl export;
+    for a Hub snapshot, a catalog dir holding the benchmark's entry without its ``local:`` spec (the original
+    files' layout), so that ``--local`` of the folder is read as the Hub copy is (``load_dataset``), with the
+    same templates."""
+    if source != "hub":
+        return {}
     sys.path.insert(0, str(REPO))
     import yaml
     from builders.catalog import PACKAGE_DIR
@@ -102,7 +106,7 @@ def hub_catalog(work: Path) -> Path:
         (root / "catalog").mkdir(parents=True)
         (root / "catalog" / f"{DATASET}.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
         shutil.copytree(PACKAGE_DIR / "templates" / DATASET, root / "templates" / DATASET)
-    return root
+    return {"catalog_dirs": [str(root)], "override": True}
 
 
 def _peak_mb() -> float:
@@ -151,9 +155,9 @@ def run_build(args) -> dict:
     work, data = Path(args.work), Path(args.input)
     out = work / f"out-{args.arm}-{args.prompts}-{args.workers}"
     start = time.perf_counter()
-    catalog = {"catalog_dirs": [str(hub_catalog(work))], "override": True} if args.source == "hub" else {}
     res = build(BuildConfig(out=out, datasets=[DATASET], local={DATASET: str(data)}, workers=args.workers,
-                            prompts_per_task=args.prompts_per_task, **catalog), compile_per_row=args.arm == "baseline")
+                            prompts_per_task=args.prompts_per_task, **catalog_options(work, args.source)),
+                compile_per_row=args.arm == "baseline")
     seconds = time.perf_counter() - start
     rendered = sum(res.report["by_dataset"].values()) + res.report["skipped_total"]
     shutil.rmtree(out, ignore_errors=True)

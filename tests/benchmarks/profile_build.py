@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_build import DATASET, hub_catalog, write_input  # noqa: E402
+from bench_build import DATASET, catalog_options, write_input  # noqa: E402
 
 
 class StageProfiles:
@@ -107,10 +107,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="profile_build_") as work:
         data = Path(work) / f"input.{args.source}"
         write_input(data, args.prompts, len(load_catalog()[DATASET].templates), args.source)
-        catalog = {"catalog_dirs": [str(hub_catalog(Path(work)))], "override": True} if args.source == "hub" else {}
         cfg = pipeline.BuildConfig(out=Path(work) / "out", datasets=[DATASET], local={DATASET: str(data)},
                                    workers=args.workers if args.times_only else 1, prompts_per_task=args.prompts_per_task,
-                                   **catalog)
+                                   **catalog_options(Path(work), args.source))
         start, cpu = time.perf_counter(), time.process_time()
         res = pipeline.build(cfg)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
