@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
+import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ from typing import Any
 from builders.steps import BuildError
 
 EXECUTORS = ("local", "slurm", "ray")
+LAZY_IMPORTS = ("pandas",)  # what the libraries the steps use import on first use (see _lazy_imports)
 
 
 @dataclass
@@ -26,9 +30,13 @@ class ExecutorConfig:
 
 
 def make_executor(cfg: ExecutorConfig, pipeline: list, tasks: int, logging_dir: Path, depends=None, name: str = "",
-                  local: bool = False):
+                  local: bool = False, fork: bool = False):
     """A datatrove executor for one stage. ``local`` forces local processes (stages that read each source once,
-    or decide for the whole build, run where the command runs)."""
+    or decide for the whole build, run where the command runs). ``fork``: the stage's local workers are forked
+    from this process, which has imported the steps already, instead of coming from the forkserver, whose start
+    (a new interpreter importing every step module, 1-2 s) would hold up the stage; for a first stage only,
+    before this process has run work of its own (on Linux; elsewhere the forkserver as usual). Call
+    ``start_forkserver`` after it."""
     workers = max(1, min(cfg.workers, tasks))
     if cfg.executor == "slurm" and not local:
         from datatrove.executor import SlurmPipelineExecutor
@@ -43,9 +51,25 @@ def make_executor(cfg: ExecutorConfig, pipeline: list, tasks: int, logging_dir: 
                                    depends=depends, **cfg.ray)
     from datatrove.executor import LocalPipelineExecutor
 
+    start = "fork" if fork and sys.platform == "linux" else "forkserver"
     if workers > 1:
         _preload_step_modules(pipeline)
-    return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir), depends=depends)
+        if start == "fork":  # what the forkserver would preload and this process has not imported yet
+            for module in _lazy_imports():
+                importlib.import_module(module)
+            gc.freeze()  # out of the collector's scans, here and in the forked workers (see frozen_gc)
+    return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir), depends=depends,
+                                 start_method=start)
+
+
+def start_forkserver(cfg: ExecutorConfig) -> None:
+    """Start the forkserver of the later stages' local workers now, without waiting for it: it imports the steps
+    (``_preload_step_modules``) while this process runs a one-task stage, instead of before the next stage's
+    first task."""
+    if cfg.workers > 1 and cfg.executor == "local":
+        from multiprocess import forkserver
+
+        forkserver.ensure_running()
 
 
 def _preload_step_modules(pipeline: list) -> None:
@@ -64,8 +88,16 @@ def _preload_step_modules(pipeline: list) -> None:
     # starts, and the later stages' workers come from the same forkserver
     ours = {f"builders.steps.{m.name}" for m in pkgutil.iter_modules(builders.steps.__path__)}
     modules = sorted({type(step).__module__ for step in pipeline} | ours | {"datatrove.executor.local"})
+    modules += _lazy_imports()
     # __main__: the default; builders.gc_frozen last: it freezes what the others created
     multiprocess.get_context("forkserver").set_forkserver_preload(["__main__", *modules, "builders.gc_frozen"])
+
+
+def _lazy_imports() -> list[str]:
+    """The ``LAZY_IMPORTS`` that are installed. pyarrow imports pandas the first time it makes a table from
+    Python objects, which every stage's steps do: some 0.3 s in each worker of each stage, unless the worker
+    comes with it imported."""
+    return [m for m in LAZY_IMPORTS if importlib.util.find_spec(m) is not None]
 
 
 @contextlib.contextmanager

@@ -33,7 +33,8 @@ from datatrove.pipeline.writers import ParquetWriter
 from builders import __version__, card
 from builders import report as report_mod
 from builders.catalog import CatalogEntry, load_catalog, select
-from builders.executors import ExecutorConfig, check_complete, frozen_gc, make_executor, slurm_done
+from builders.executors import (ExecutorConfig, check_complete, frozen_gc, make_executor, slurm_done,
+                                start_forkserver)
 from builders.finalize import MARKER, WORK, check_output_folder, finalize, mark_ours
 from builders.records import to_json
 from builders.schema import PROMPT_FIELDS, PROMPT_SCHEMA, PROMPTS, REJECT_SCHEMA, extend
@@ -165,9 +166,11 @@ def run_stages(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, revisi
                compile_per_row: bool = False) -> None:
     logs, ex = work / "logs", cfg.executors
     reader = IngestSource(entries, cfg.local, str(work), cfg.limit, {k: v for k, v in revisions.items() if v})
-    ingest = make_executor(ex, [reader], tasks=len(entries) * reader.chunks, logging_dir=logs / "0-ingest", local=True)
+    ingest = make_executor(ex, [reader], tasks=len(entries) * reader.chunks, logging_dir=logs / "0-ingest", local=True,
+                           fork=True)
     ingest.run()
     check_complete(ingest, "ingest")
+    start_forkserver(ex)  # it starts while assign runs here
     assign = make_executor(ex, [AssignSplits(entries, str(work))], tasks=1, logging_dir=logs / "1-assign", local=True)
     assign.run()
     check_complete(assign, "assign")

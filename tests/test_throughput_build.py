@@ -7,6 +7,8 @@ row/text graph built here, on random graphs made to hit every case (a text share
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -248,6 +250,58 @@ def test_the_forkserver_preloads_the_freeze_last():
     executors._preload_step_modules([])
     modules = forkserver._forkserver._preload_modules
     assert modules[-1] == "builders.gc_frozen" and "builders.steps.render" in modules
+
+
+_WORKER_PROBE = '''
+import json, os, sys
+from pathlib import Path
+from datatrove.pipeline.base import PipelineStep
+from builders.executors import ExecutorConfig, make_executor, start_forkserver
+
+class Probe(PipelineStep):
+    name = "probe"
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def run(self, data=None, rank=0, world_size=1):
+        info = {"ppid": os.getppid(), "pandas": "pandas" in sys.modules}
+        Path(self.out, f"{rank}.json").write_text(json.dumps(info))
+        return
+        yield
+
+if __name__ == "__main__":
+    root, cfg = Path(sys.argv[1]), ExecutorConfig(workers=2)
+    for stage, fork in (("first", True), ("later", False)):
+        (root / stage).mkdir()
+        ex = make_executor(cfg, [Probe(str(root / stage))], tasks=2, logging_dir=root / "logs" / stage, fork=fork)
+        ex.run()
+        if fork:
+            start_forkserver(cfg)
+    print(os.getpid())
+'''
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the first stage forks only on Linux")
+def test_the_first_stage_forks_from_the_build_and_later_stages_come_from_the_forkserver_with_pandas(tmp_path):
+    """A build's first stage (ingest) forks its workers from the build's process, so it does not wait for the
+    forkserver to start; the later stages' workers come from the forkserver (started after the first stage).
+    Workers of both kinds start with pandas imported (pyarrow imports it on first use: 0.3 s a worker and
+    stage otherwise). Run in a fresh interpreter, as a build is: the forkserver's preload is set once per process."""
+    import json
+    import subprocess
+
+    script = tmp_path / "probe.py"
+    script.write_text(_WORKER_PROBE)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stderr[-3000:]
+    build_pid = int(out.stdout.split()[-1])
+    seen = {stage: [json.loads((tmp_path / stage / f"{r}.json").read_text()) for r in range(2)]
+            for stage in ("first", "later")}
+    assert all(w["ppid"] == build_pid for w in seen["first"])
+    assert all(w["ppid"] != build_pid for w in seen["later"]) and len({w["ppid"] for w in seen["later"]}) == 1
+    assert all(w["pandas"] for stage in seen.values() for w in stage)
 
 
 def test_texts_with_two_labels_counts_each_text_once():
