@@ -27,7 +27,8 @@ memory is its own):
 Prints a table and ends with one JSON line: ``render_ceiling_prompts_per_s``, ``render_many_prompts_per_s``,
 and per size
 ``ours_prompts_per_s_per_worker``, ``ours_2_workers_prompts_per_s``, ``scaling_2_workers``,
-``fraction_of_ceiling``, ``ratio_vs_baseline``, ``peak_mb`` (1 worker), plus the projected minutes for the
+``fraction_of_ceiling``, ``ratio_vs_baseline``, ``peak_mb`` (1 worker; ``peak_mb_2_workers``: the largest
+process of a 2-worker build, its workers included), plus the projected minutes for the
 paper's 67,488,303 prompts on 2 and 16 cores (the largest size's per-worker rate times the number of workers
 times the measured 2-worker efficiency; an extrapolation, not a measurement).
 """
@@ -109,6 +110,17 @@ def catalog_options(work: Path, source: str) -> dict:
     return {"catalog_dirs": [str(root)], "override": True}
 
 
+def _stop_forkserver() -> None:
+    """End the local workers' forkserver (multiprocess's own ``_stop``), so that ``RUSAGE_CHILDREN`` counts the
+    workers forked from it: they are its children, reaped by it, and it counts for this process only once it has
+    ended and been waited for. Without this, a 2-worker arm's peak leaves out every stage after the first."""
+    from multiprocess import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        stop()
+
+
 def _peak_mb() -> float:
     kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return kb / 1024
@@ -159,6 +171,7 @@ def run_build(args) -> dict:
                             prompts_per_task=args.prompts_per_task, **catalog_options(work, args.source)),
                 compile_per_row=args.arm == "baseline")
     seconds = time.perf_counter() - start
+    _stop_forkserver()
     rendered = sum(res.report["by_dataset"].values()) + res.report["skipped_total"]
     shutil.rmtree(out, ignore_errors=True)
     return {"arm": args.arm, "prompts": rendered, "seconds": seconds, "peak_mb": _peak_mb(), "workers": args.workers}
