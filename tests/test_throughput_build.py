@@ -289,12 +289,12 @@ def test_the_first_stage_forks_from_the_build_and_later_stages_come_from_the_for
     forkserver to start; the later stages' workers come from the forkserver (started after the first stage).
     Workers of both kinds start with pandas imported (pyarrow imports it on first use: 0.3 s a worker and
     stage otherwise). Run in a fresh interpreter, as a build is: the forkserver's preload is set once per process."""
-    import json
     import subprocess
 
     script = tmp_path / "probe.py"
     script.write_text(_WORKER_PROBE)
-    out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[1])
     assert out.returncode == 0, out.stderr[-3000:]
     build_pid = int(out.stdout.split()[-1])
     seen = {stage: [json.loads((tmp_path / stage / f"{r}.json").read_text()) for r in range(2)]
