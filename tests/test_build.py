@@ -129,26 +129,24 @@ def test_rows_have_aya_fields_arabic_targets_and_no_leftovers(shared_build):
     assert len({r["id"] for r in rows}) == len(rows)
 
 
-def test_the_work_file_is_lz4_without_dictionaries_for_distinct_values_and_shards_keep_them(shared_build):
-    """The render stage's work file (read once by the write stage): lz4, no dictionary for the columns of
-    distinct values; the published shards keep Parquet's dictionaries (smaller files for the people who
-    download them)."""
+def test_the_work_file_is_lz4_without_dictionaries_or_statistics_and_shards_keep_them(shared_build):
+    """The render stage's work file (read once, whole, by the write stage): lz4, no dictionaries, no
+    statistics; the published shards keep Parquet's dictionaries and min/max statistics (smaller files, and
+    row groups a reader can skip, for the people who download them)."""
     out, _ = shared_build
 
-    def encodings(path):
+    def columns(path):
         meta = pq.ParquetFile(path).metadata
-        return {meta.schema.column(c).name: (set(meta.row_group(0).column(c).encodings),
-                                             meta.row_group(0).column(c).compression) for c in range(meta.num_columns)}
+        return {meta.schema.column(c).name: meta.row_group(0).column(c) for c in range(meta.num_columns)}
 
     work = sorted((out / "_build" / "rendered").glob("*.parquet"))
     assert work
     for path in work[:3]:
-        cols = encodings(path)
-        assert {codec for _, codec in cols.values()} == {"LZ4"}
-        assert all("RLE_DICTIONARY" not in cols[c][0] for c in ("id", "source_id", "inputs"))
-        assert "RLE_DICTIONARY" in cols["task"][0]
-    shard = encodings(sorted((out / "data").rglob("*.parquet"))[0])
-    assert all("RLE_DICTIONARY" in shard[c][0] for c in ("inputs", "task", "split"))
+        cols = columns(path)
+        assert {c.compression for c in cols.values()} == {"LZ4"}
+        assert not any("RLE_DICTIONARY" in c.encodings or c.is_stats_set for c in cols.values())
+    shard = columns(sorted((out / "data").rglob("*.parquet"))[0])
+    assert all("RLE_DICTIONARY" in shard[c].encodings and shard[c].is_stats_set for c in ("inputs", "task", "split"))
 
 
 def test_splits_follow_source_and_never_share_an_example(shared_build):

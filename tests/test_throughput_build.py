@@ -266,7 +266,9 @@ class Probe(PipelineStep):
         self.out = out
 
     def run(self, data=None, rank=0, world_size=1):
-        info = {"ppid": os.getppid(), "pandas": "pandas" in sys.modules}
+        from loguru._better_exceptions import ExceptionFormatter
+        info = {"ppid": os.getppid(), "pandas": "pandas" in sys.modules,
+                "lib_dirs_once": hasattr(ExceptionFormatter._get_lib_dirs, "cache_info")}
         Path(self.out, f"{rank}.json").write_text(json.dumps(info))
         return
         yield
@@ -301,7 +303,28 @@ def test_the_first_stage_forks_from_the_build_and_later_stages_come_from_the_for
             for stage in ("first", "later")}
     assert all(w["ppid"] == build_pid for w in seen["first"])
     assert all(w["ppid"] != build_pid for w in seen["later"]) and len({w["ppid"] for w in seen["later"]}) == 1
-    assert all(w["pandas"] for stage in seen.values() for w in stage)
+    assert all(w["pandas"] and w["lib_dirs_once"] for stage in seen.values() for w in stage)
+
+
+def test_a_task_s_log_sinks_do_not_look_up_the_library_folders_again(monkeypatch):
+    """datatrove adds two loguru sinks for every task; loguru's library folders (36 ``sysconfig`` look-ups a sink,
+    some 6 ms) are worked out once per process, and are the folders loguru itself finds."""
+    import io
+    import sysconfig
+
+    from loguru import logger
+    from loguru._better_exceptions import ExceptionFormatter
+
+    import builders.executors  # noqa: F401  (applies it)
+
+    uncached = ExceptionFormatter._get_lib_dirs.__wrapped__  # functools.cache's wrapper keeps the function
+    calls = []
+    real = sysconfig.get_path
+    monkeypatch.setattr(sysconfig, "get_path", lambda *a, **k: calls.append(a) or real(*a, **k))
+    for _ in range(3):
+        logger.remove(logger.add(io.StringIO()))
+    assert len(calls) <= 36  # at most one first computation in this process, none for the later sinks
+    assert set(ExceptionFormatter._get_lib_dirs()) == set(uncached())
 
 
 def test_texts_with_two_labels_counts_each_text_once():
@@ -321,32 +344,59 @@ def test_texts_with_two_labels_counts_each_text_once():
     assert texts_with_two_labels(np.zeros(0, np.uint64), np.zeros(0, np.uint64)) == 0
 
 
-def test_row_writer_leaves_unique_columns_without_a_dictionary_and_keeps_the_rows(tmp_path):
-    """``unique_columns`` turn Parquet's dictionary encoding off for those columns only (a dictionary per row
-    group that is dropped once it outgrows its page is wasted work); the rows read back are the rows written,
-    in order, and a column the schema lacks is refused by name."""
+def test_row_writer_writes_dictionaries_and_statistics_only_where_asked_and_keeps_the_rows(tmp_path):
+    """``use_dictionary`` and ``write_statistics`` reach the Parquet files as given (every column by default, as
+    the published shards are written; none, or only the columns named, for a work file); the rows read back are
+    the rows written, in order, and a column the schema lacks is refused by name."""
     from builders.steps.write import RowWriter
 
     schema = pa.schema([("id", pa.string()), ("inputs", pa.string()), ("split", pa.string())])
     batch = pa.RecordBatch.from_pydict({"id": [f"{i:08x}" for i in range(5000)],
                                         "inputs": [f"نص رقم {i}" for i in range(5000)],
                                         "split": ["train", "test"] * 2500}, schema=schema)
-    for unique, folder in ((("id", "inputs"), "plain"), ((), "dict")):
-        writer = RowWriter(str(tmp_path / folder), schema, output_filename="${rank}.parquet", batch_size=2048,
-                           unique_columns=unique)
+    options = {"default": {}, "none": {"use_dictionary": False, "write_statistics": False},
+               "split": {"use_dictionary": ["split"], "write_statistics": ["split"]}}
+    for folder, kwargs in options.items():
+        writer = RowWriter(str(tmp_path / folder), schema, output_filename="${rank}.parquet", batch_size=2048, **kwargs)
         list(writer.run(iter([batch.slice(0, 3000), batch.slice(3000)]), rank=0))
-    encodings = {}
-    for folder in ("plain", "dict"):
+    encodings, statistics = {}, {}
+    for folder in options:
         meta = pq.ParquetFile(tmp_path / folder / "00000.parquet").metadata
-        encodings[folder] = {meta.schema.column(c).name: set(meta.row_group(0).column(c).encodings)
-                             for c in range(meta.num_columns)}
+        columns = [meta.row_group(0).column(c) for c in range(meta.num_columns)]
+        encodings[folder] = {c.path_in_schema for c in columns if "RLE_DICTIONARY" in c.encodings}
+        statistics[folder] = {c.path_in_schema for c in columns if c.is_stats_set}
         assert pq.read_table(tmp_path / folder / "00000.parquet").equals(pa.Table.from_batches([batch]))
         assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [2048, 2048, 904]
-    assert "RLE_DICTIONARY" not in encodings["plain"]["id"] | encodings["plain"]["inputs"]
-    assert "RLE_DICTIONARY" in encodings["plain"]["split"]
-    assert all("RLE_DICTIONARY" in e for e in encodings["dict"].values())  # the default: every column
-    with pytest.raises(ValueError, match="targets"):
-        RowWriter(str(tmp_path / "x"), schema, output_filename="${rank}.parquet", unique_columns=("targets",))
+    assert encodings == {"default": {"id", "inputs", "split"}, "none": set(), "split": {"split"}}
+    assert statistics == {"default": {"id", "inputs", "split"}, "none": set(), "split": {"split"}}
+    for option in ("use_dictionary", "write_statistics"):
+        with pytest.raises(ValueError, match=f"{option}.*targets"):
+            RowWriter(str(tmp_path / "x"), schema, output_filename="${rank}.parquet", **{option: ["targets"]})
+
+
+def test_row_writer_puts_each_row_of_mixed_batches_in_its_file_in_order(tmp_path):
+    """Batches whose rows belong to several files (``${task}/${split}``, interleaved) are cut into one group per
+    file: every file holds exactly its rows, in the order they came, in row groups of ``batch_size``."""
+    from builders.steps.write import RowWriter
+
+    schema = pa.schema([("id", pa.string()), ("inputs", pa.string()), ("task", pa.string()), ("split", pa.string())])
+    rng = np.random.default_rng(3)
+    n = 7000
+    rows = {"id": [f"{i:08x}" for i in range(n)], "inputs": [f"نص {i}" for i in range(n)],
+            "task": rng.choice(["sentiment", "dialect"], n).tolist(),
+            "split": rng.choice(["train", "validation", "test"], n, p=[0.8, 0.05, 0.15]).tolist()}
+    batch = pa.RecordBatch.from_pydict(rows, schema=schema)
+    writer = RowWriter(str(tmp_path), schema, output_filename="${task}/${split}/${rank}.parquet", batch_size=1000)
+    list(writer.run(iter([batch.slice(0, 2500), batch.slice(2500, 1), batch.slice(2501)]), rank=0))
+    files = sorted(tmp_path.glob("*/*/00000.parquet"))
+    assert len(files) == 6
+    for path in files:
+        task, split = path.parts[-3], path.parts[-2]
+        want = [i for i in range(n) if rows["task"][i] == task and rows["split"][i] == split]
+        table = pq.read_table(path)
+        assert table.column("id").to_pylist() == [rows["id"][i] for i in want]
+        sizes = [pq.ParquetFile(path).metadata.row_group(g).num_rows for g in range(pq.ParquetFile(path).num_row_groups)]
+        assert sizes == [1000] * (len(want) // 1000) + ([len(want) % 1000] if len(want) % 1000 else [])
 
 
 def test_prompt_filter_on_a_batch_sets_aside_what_prompt_problem_names(tmp_path):

@@ -8,6 +8,8 @@ yields the file's record batches instead of one Document per row."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,18 +43,23 @@ class RowWriter(ParquetWriter):
     batch is grouped by the columns the file name uses (the same fields), and the groups are buffered and written
     in row groups of ``batch_size`` rows. Items go on unchanged to the next step.
 
-    ``unique_columns``: columns whose values are (nearly) all distinct (ids, prompt texts), written without
-    Parquet's dictionary encoding, which would build a dictionary for each of their row groups only to drop it
-    when it outgrows its page (the other columns keep it)."""
+    ``use_dictionary`` and ``write_statistics`` are pyarrow's (True, False, or the columns to apply them to):
+    a work file read once, in full, by the next stage needs neither a dictionary (built for each row group, and
+    dropped again for a column of distinct values once it outgrows its page; lz4 shrinks the repeats as well)
+    nor min/max statistics (a comparison of every string), which are a third of the cost of writing it. The
+    published shards keep both, as datatrove writes them."""
 
     def __init__(self, output_folder, schema: pa.Schema, output_filename: str, text_field: str = "inputs",
-                 max_file_size: int = -1, unique_columns: tuple[str, ...] = (), **kwargs):
+                 max_file_size: int = -1, use_dictionary: bool | Sequence[str] = True,
+                 write_statistics: bool | Sequence[str] = True, **kwargs):
         super().__init__(output_folder, output_filename=output_filename, adapter=row_adapter(schema, text_field),
                          schema=schema, max_file_size=max_file_size, **kwargs)
-        unknown = set(unique_columns) - set(schema.names)
-        if unknown:
-            raise ValueError(f"unique_columns not in the schema: {sorted(unknown)}")
-        self.dictionary_columns = [n for n in schema.names if n not in unique_columns] if unique_columns else True
+        for option, value in (("use_dictionary", use_dictionary), ("write_statistics", write_statistics)):
+            unknown = set() if isinstance(value, bool) else set(value) - set(schema.names)
+            if unknown:
+                raise ValueError(f"{option}: columns not in the schema: {sorted(unknown)}")
+        self.use_dictionary = use_dictionary if isinstance(use_dictionary, bool) else list(use_dictionary)
+        self.write_statistics = write_statistics if isinstance(write_statistics, bool) else list(write_statistics)
 
     def _memo(self, key: str, compute) -> str:
         cache = self.__dict__.setdefault("_name_cache", {})  # string keys: datatrove saves steps as JSON
@@ -114,14 +121,20 @@ class RowWriter(ParquetWriter):
             enc = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
             dictionaries.append(enc.dictionary.to_pylist())
             codes = codes * (len(enc.dictionary) + 1) + enc.indices.to_numpy(zero_copy_only=False)
-        unique = np.unique(codes)
+        unique, group = np.unique(codes, return_inverse=True)
+        if len(unique) > 1:  # one take puts each group's rows together (in order): the groups are slices of it
+            order = np.argsort(group, kind="stable")
+            batch = batch.take(pa.array(order))
+            bounds = np.searchsorted(group[order], np.arange(len(unique) + 1)).tolist()
+        else:
+            bounds = [0, batch.num_rows]
         out = []
-        for code in unique.tolist():
+        for g, code in enumerate(unique.tolist()):
             values, rest = {}, code
             for f, d in reversed(list(zip(fields, dictionaries))):
                 rest, i = divmod(rest, len(d) + 1)
                 values[f] = d[i]
-            out.append((values, batch if len(unique) == 1 else batch.filter(pa.array(codes == code))))
+            out.append((values, batch.slice(bounds[g], bounds[g + 1] - bounds[g])))
         return out
 
     def write_batch(self, batch: pa.RecordBatch | pa.Table, rank: int = 0) -> None:
@@ -154,7 +167,8 @@ class RowWriter(ParquetWriter):
             self._writers[current] = pq.ParquetWriter(
                 self.output_mg.get_file(current), schema=self.schema, compression=self.compression,
                 use_content_defined_chunking=self.use_content_defined_chunking,
-                write_page_index=self.write_page_index, use_dictionary=self.dictionary_columns)
+                write_page_index=self.write_page_index, use_dictionary=self.use_dictionary,
+                write_statistics=self.write_statistics)
         self._writers[current].write_table(table, row_group_size=max(table.num_rows, 1))
 
     def _flush_tables(self) -> None:

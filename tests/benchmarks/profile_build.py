@@ -95,8 +95,8 @@ def main() -> None:
     prof = StageProfiles(profile=not args.times_only)
     real_make = pipeline.make_executor
 
-    def make_executor(cfg, steps, tasks, logging_dir, depends=None, name="", local=False):
-        ex = real_make(cfg, steps, tasks=tasks, logging_dir=logging_dir, depends=depends, name=name, local=local)
+    def make_executor(cfg, steps, tasks, logging_dir, **kwargs):
+        ex = real_make(cfg, steps, tasks=tasks, logging_dir=logging_dir, **kwargs)
         ex.run = prof.wrap(Path(logging_dir).name, ex.run)
         return ex
 
