@@ -121,20 +121,15 @@ class RowWriter(ParquetWriter):
             enc = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
             dictionaries.append(enc.dictionary.to_pylist())
             codes = codes * (len(enc.dictionary) + 1) + enc.indices.to_numpy(zero_copy_only=False)
-        unique, group = np.unique(codes, return_inverse=True)
-        if len(unique) > 1:  # one take puts each group's rows together (in order): the groups are slices of it
-            order = np.argsort(group, kind="stable")
-            batch = batch.take(pa.array(order))
-            bounds = np.searchsorted(group[order], np.arange(len(unique) + 1)).tolist()
-        else:
-            bounds = [0, batch.num_rows]
+        unique = np.unique(codes)
         out = []
-        for g, code in enumerate(unique.tolist()):
+        for code in unique.tolist():
             values, rest = {}, code
             for f, d in reversed(list(zip(fields, dictionaries))):
                 rest, i = divmod(rest, len(d) + 1)
                 values[f] = d[i]
-            out.append((values, batch.slice(bounds[g], bounds[g + 1] - bounds[g])))
+            # a copy of the group's rows (not a slice of the batch, which the writer's buffer would keep whole)
+            out.append((values, batch if len(unique) == 1 else batch.filter(pa.array(codes == code))))
         return out
 
     def write_batch(self, batch: pa.RecordBatch | pa.Table, rank: int = 0) -> None:
