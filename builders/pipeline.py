@@ -61,6 +61,7 @@ RENDERED_SCHEMA = extend(PROMPT_SCHEMA, [("source_split", pa.string()), ("source
 MIN_UNITS, MIN_UNIT_PROMPTS = 16, 10_000
 BUCKET_PROMPTS, MIN_BUCKETS = 500_000, 2
 STAGING_ROWS = 10_000
+WORK_DISTINCT = ("id", "source_id", "inputs", "source_row", INPUTS_HASH)  # work file columns of (nearly) distinct values
 # The layout of the _build work files; a _build written with another layout is not resumed (2: the assigned
 # files name each row's position among the ingested rows instead of copying its record; 3: the ingested rows'
 # row_hash and label_hash are xxh3, not blake2b)
@@ -187,9 +188,11 @@ def run_stages(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, revisi
                                                     schema=REJECT_SCHEMA, max_file_size=-1)),
         PromptSignatures(str(work / "dedup" / "sigs"), buckets=buckets),
         # a work file read once, whole, by the write stage: lz4, big row groups, no content-defined chunking, page
-        # index, dictionaries or statistics (the published shards keep them all)
+        # index or statistics, dictionaries only for the columns of few values (without them the write stage's
+        # reads take more memory, more at 4M prompts than at 1M; the published shards keep all of it)
         RowWriter(str(work / "rendered"), RENDERED_SCHEMA, output_filename="${rank}.parquet", batch_size=16_384,
-                  compression="lz4", use_dictionary=False, write_statistics=False,
+                  compression="lz4", write_statistics=False,
+                  use_dictionary=[c for c in RENDERED_SCHEMA.names if c not in WORK_DISTINCT],
                   use_content_defined_chunking=False, write_page_index=False),
     ], tasks=tasks, logging_dir=logs / "2-render", name="render")
     find = make_executor(ex, [FindDuplicates(str(work / "dedup" / "sigs"), str(work / "dedup" / "dups"))],

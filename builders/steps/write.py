@@ -44,10 +44,10 @@ class RowWriter(ParquetWriter):
     in row groups of ``batch_size`` rows. Items go on unchanged to the next step.
 
     ``use_dictionary`` and ``write_statistics`` are pyarrow's (True, False, or the columns to apply them to):
-    a work file read once, in full, by the next stage needs neither a dictionary (built for each row group, and
-    dropped again for a column of distinct values once it outgrows its page; lz4 shrinks the repeats as well)
-    nor min/max statistics (a comparison of every string), which are a third of the cost of writing it. The
-    published shards keep both, as datatrove writes them."""
+    a work file read once, in full, by the next stage needs no min/max statistics (a comparison of every
+    string: a third of the cost of writing it) and no dictionary for its columns of distinct values (built for
+    each row group, then dropped once it outgrows its page). The published shards keep both, as datatrove
+    writes them."""
 
     def __init__(self, output_folder, schema: pa.Schema, output_filename: str, text_field: str = "inputs",
                  max_file_size: int = -1, use_dictionary: bool | Sequence[str] = True,
