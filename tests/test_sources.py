@@ -146,6 +146,45 @@ def test_prompted_jsonl_and_qe_pairs_name_the_file_and_line_of_a_bad_json_line(t
         _read_pairs(pairs)
 
 
+def test_prompted_rows_that_give_no_prompt_are_kept_with_the_reason_not_dropped(tmp_path):
+    """xP3-style lines with empty inputs or targets and task instances without an output give no prompt:
+    each is kept in the English rejects file with its reason, its place and its content."""
+    from builders.steps.rejects import RejectLog
+    from builders.translate.english import (EnglishSources, english_files, jsonl_rows, natural_instruction_rows,
+                                            rejects_path, set_aside_counts)
+
+    xp3 = tmp_path / "xp3.jsonl"
+    xp3.write_text("\n".join(json.dumps(r) for r in [
+        {"inputs": "Is it good?", "targets": "yes"}, {"inputs": "  ", "targets": "no"},
+        {"inputs": "Is it bad?", "targets": []}, {"inputs": "Why?", "targets": ["because"]}]), encoding="utf-8")
+    log = RejectLog(tmp_path / "r.parquet")
+    assert [r["targets"] for r in jsonl_rows(xp3, "xp3", rejects=log)] == ["yes", "because"]
+    log.close()
+    kept = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    assert [(r["reason"], r["source_row"], r["stage"], r["dataset_name"]) for r in kept] == [
+        ("empty inputs", 2, "english", "xp3"), ("empty targets", 3, "english", "xp3")]
+    assert json.loads(kept[1]["content"])["inputs"] == "Is it bad?"
+    ni = tmp_path / "ni"
+    ni.mkdir()
+    (ni / "task001_demo.json").write_text(json.dumps({
+        "Definition": ["Answer."], "Categories": ["Question Answering"], "Instances": [
+            {"id": "a", "input": "1+1?", "output": ["2"]}, {"id": "b", "input": "2+2?", "output": []},
+            {"id": "c", "input": "3+3?", "output": [" "]}]}), encoding="utf-8")
+    log = RejectLog(tmp_path / "ni.parquet")
+    assert [r["row"] for r in natural_instruction_rows(ni, rejects=log)] == ["a"]
+    log.close()
+    assert [(r["reason"], r["source_row"]) for r in pq.read_table(tmp_path / "ni.parquet").to_pylist()] == [
+        ("empty output", 1), ("empty output", 2)]
+    # english_files keeps them per collection; a second run with nothing to set aside leaves no stale file
+    work = tmp_path / "work"
+    english_files(EnglishSources(promptsource=[], xp3=str(xp3), natural_instructions=str(ni)), work)
+    assert set_aside_counts(work) == {"xp3": {"empty inputs": 1, "empty targets": 1},
+                                      "natural_instructions": {"empty output": 2}}
+    xp3.write_text(json.dumps({"inputs": "Is it good?", "targets": "yes"}), encoding="utf-8")
+    english_files(EnglishSources(promptsource=[], xp3=str(xp3)), work)
+    assert not rejects_path(work, "xp3").exists() and set_aside_counts(work) == {}
+
+
 def _hub_folder(tmp_path: Path):
     """A Hub-layout snapshot folder (parquet per split, features in the files, README configs) with the value
     kinds a Hub dataset gives: ClassLabel ids, a list of strings, a struct of lists (SQuAD answers), a null."""

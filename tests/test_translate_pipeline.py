@@ -40,6 +40,7 @@ def english(tmp_path_factory, shared_data) -> dict:
     xp3.write_text("\n".join(json.dumps(r) for r in [
         {"inputs": "Translate to French: The park opened in 2020.", "targets": "Le parc a ouvert en 2020."},
         {"inputs": "Is this review positive or negative?\nReview: Works as described.", "targets": "positive"},
+        {"inputs": "Summarise: nothing to say.", "targets": ""},  # no prompt: kept with the reason, counted
     ]), encoding="utf-8")
     return {"local": local, "ni": shared_data / "natural_instructions", "xp3": xp3}
 
@@ -120,7 +121,9 @@ def test_report_card_and_histogram(first):
     assert 0 < rep["unique_segments"] < rep["segments"]  # template sentences repeat
     assert rep["mt_cache"]["misses"] > 0 and rep["qe_cache"]["misses"] > 0  # a cold cache on the first run
     assert set(rep["kept_fraction_at"]) == {"0.5", "0.6", "0.7", "0.8", "0.9"}
+    assert rep["english_set_aside"] == {"xp3": {"empty targets": 1}}
     card = (out / "README.md").read_text(encoding="utf-8")
+    assert "- `xp3`, empty targets: 1" in card
     assert "config_name: rejected" in card and "qe_min_histogram.png" in card and f"threshold {THRESHOLD}" in card
     for source, d in rep["per_source"].items():
         assert f"| `{source}` | {d['kept']} | {d['rejected']} |" in card

@@ -28,6 +28,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,6 +39,7 @@ from builders.schema import PROMPT_SCHEMA
 from builders.sources import json_lines
 from builders.splits import keys_of, source_id
 from builders.steps import BuildError
+from builders.steps.rejects import RejectLog
 
 CATALOG_EN = Path(__file__).resolve().parent / "catalog_en"
 COLLECTIONS = ("promptsource", "xp3", "natural_instructions")
@@ -116,8 +118,17 @@ def _task_name(categories: list[str], fallback: str) -> str:
     return name or "task"
 
 
-def natural_instruction_rows(path: str | Path, limit: int | None = None) -> Iterator[dict]:
-    """English prompt rows from Super-NaturalInstructions task JSON files (a folder or one file)."""
+def _set_aside(rejects: RejectLog | None, collection: str, dataset: str, row: int, reason: str, content) -> None:
+    """A row of a prompted collection that gives no prompt, kept in ``rejects`` with the reason."""
+    if rejects is not None:
+        rejects.add(dataset_name=dataset, template_name=collection, stage="english", reason=reason,
+                    source_split="train", source_row=row, content=json.dumps(content, ensure_ascii=False)[:2000])
+
+
+def natural_instruction_rows(path: str | Path, limit: int | None = None,
+                             rejects: RejectLog | None = None) -> Iterator[dict]:
+    """English prompt rows from Super-NaturalInstructions task JSON files (a folder or one file). An instance
+    without an output is kept in ``rejects`` (row: its index in the task file)."""
     path = Path(path)
     files = sorted(path.glob("task*.json")) if path.is_dir() else [path]
     if not files:
@@ -135,6 +146,7 @@ def natural_instruction_rows(path: str | Path, limit: int | None = None) -> Iter
         for i, inst in enumerate(task["Instances"][:limit]):
             outputs = inst.get("output") or []
             if not outputs or not str(outputs[0]).strip():
+                _set_aside(rejects, "natural_instructions", f.stem, i, "empty output", inst)
                 continue
             yield {"dataset_name": f.stem, "task": _task_name(task.get("Categories") or [], f.stem),
                    "template_name": "tk_instruct_def_pos2", "row": str(inst.get("id") or i),
@@ -142,9 +154,11 @@ def natural_instruction_rows(path: str | Path, limit: int | None = None) -> Iter
                    "targets": str(outputs[0]).strip(), "key_text": inst["input"], "license": str(license_)}
 
 
-def jsonl_rows(path: str | Path, collection: str, limit: int | None = None) -> Iterator[dict]:
+def jsonl_rows(path: str | Path, collection: str, limit: int | None = None,
+               rejects: RejectLog | None = None) -> Iterator[dict]:
     """Prompted rows from JSON lines with ``inputs`` and ``targets`` (xP3; the Hub copy of natural instructions
-    adds ``definition`` and ``task_name``)."""
+    adds ``definition`` and ``task_name``). A line with empty inputs or targets is kept in ``rejects`` (row: its
+    line number)."""
     path = Path(path)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     n = 0
@@ -159,6 +173,8 @@ def jsonl_rows(path: str | Path, collection: str, limit: int | None = None) -> I
                 if isinstance(targets, list):
                     targets = targets[0] if targets else ""
                 if not str(inputs).strip() or not str(targets).strip():
+                    reason = "empty inputs" if not str(inputs).strip() else "empty targets"
+                    _set_aside(rejects, collection, rec.get("task_name") or f.stem, line_no, reason, rec)
                     continue
                 if rec.get("definition"):
                     inputs = f"Definition: {rec['definition'].strip()}\n\n{inputs}"
@@ -199,24 +215,46 @@ def write_prompted(rows: Iterator[dict], collection: str, out: Path) -> Path:
     return out
 
 
+def rejects_path(work: Path, collection: str) -> Path:
+    """Where the rows of a prompted collection that give no prompt are kept (``REJECT_SCHEMA``)."""
+    return work / "english" / f"{collection}-rejected.parquet"
+
+
+def set_aside_counts(work: Path) -> dict[str, dict[str, int]]:
+    """collection -> reason -> rows of the prompted collections that gave no prompt (``rejects_path``)."""
+    out = {}
+    for collection in COLLECTIONS:
+        path = rejects_path(work, collection)
+        if path.exists():
+            reasons = pq.read_table(path, columns=["reason"]).column("reason").to_pylist()
+            out[collection] = {r: reasons.count(r) for r in sorted(set(reasons))}
+    return out
+
+
 def english_files(sources: EnglishSources, work: Path, workers: int = 1) -> dict[str, list[Path]]:
-    """collection -> English prompt parquet files (the prompt schema)."""
+    """collection -> English prompt parquet files (the prompt schema). The rows of xP3 and natural
+    instructions that give no prompt are kept in ``rejects_path`` (the PromptSource build keeps its own)."""
     files: dict[str, list[Path]] = {}
     if sources.promptsource:
         files["promptsource"] = build_promptsource(sources, work, workers)
+    prompted = {}  # collection -> its reader, which takes the rejects log
     if sources.xp3:
         path = sources.xp3 if sources.xp3 != "hub" else _hub_files(*XP3_HUB) + "/en"
-        files["xp3"] = [write_prompted(jsonl_rows(path, "xp3", sources.limit), "xp3", work / "english" / "xp3.parquet")]
+        prompted["xp3"] = partial(jsonl_rows, path, "xp3", sources.limit)
     if sources.natural_instructions:
         ni = sources.natural_instructions
         if ni == "hub":
-            rows = jsonl_rows(_hub_files(NI_HUB, "train/*.jsonl") + "/train", "natural_instructions", sources.limit)
-        elif Path(ni).is_dir() and glob.glob(str(Path(ni) / "task*.json")):
-            rows = natural_instruction_rows(ni, sources.limit)
+            ni = _hub_files(NI_HUB, "train/*.jsonl") + "/train"
+        if Path(ni).is_dir() and glob.glob(str(Path(ni) / "task*.json")):
+            prompted["natural_instructions"] = partial(natural_instruction_rows, ni, sources.limit)
         else:
-            rows = jsonl_rows(ni, "natural_instructions", sources.limit)
-        files["natural_instructions"] = [write_prompted(rows, "natural_instructions",
-                                                        work / "english" / "natural_instructions.parquet")]
+            prompted["natural_instructions"] = partial(jsonl_rows, ni, "natural_instructions", sources.limit)
+    for collection in COLLECTIONS:  # an earlier run's (a file is written only when a row is set aside)
+        rejects_path(work, collection).unlink(missing_ok=True)
+    for collection, rows in prompted.items():
+        rejects = RejectLog(rejects_path(work, collection))
+        files[collection] = [write_prompted(rows(rejects=rejects), collection, work / "english" / f"{collection}.parquet")]
+        rejects.close()
     if not files:
         raise BuildError("no English sources: give --sources and/or --xp3 / --natural-instructions")
     return files

@@ -45,7 +45,7 @@ from builders.steps.rejects import reject_adapter
 from builders.steps.write import RankParquetReader, RowWriter
 from builders.translate import DEFAULT_MT_MODEL, DEFAULT_QE_MODEL
 from builders.translate.cache import SegmentCache
-from builders.translate.english import EnglishSources, english_files
+from builders.translate.english import EnglishSources, english_files, set_aside_counts
 from builders.translate.steps import (
     REJECTED,
     EnglishRowsReader,
@@ -216,6 +216,8 @@ def build_report(out: Path, work: Path, files: dict, cfg: TranslateConfig) -> di
         "rejected": sum(d["rejected"] for d in per_source.values()),
         "rejected_by_reason": dict(sorted(reasons.items())),
         "duplicates_dropped": int(stats.get("drop duplicates/dropped", 0)),
+        # English rows that gave no prompt to translate (kept in _build/english/<collection>-rejected.parquet)
+        "english_set_aside": set_aside_counts(work),
         "segments": int(stats.get("translate/segments", sum(len(r["segments_en"]) for r in recs))),
         "unique_segments": len(unique),
         "mt_cache": {"hits": int(stats.get("translate/mt_cache_hits", 0)),
