@@ -8,8 +8,7 @@ The stage passes Arrow batches, not one Document per prompt: ``SourceRowsReader`
 ``data_has_none``, and ``INPUTS_HASH``, the hash of the normalised inputs) built from column lists. The
 inputs column and that hash are both built from the inputs' distinct pieces (``textnorm.piece_ids``); the
 columns that are the same for every prompt of a template (dataset, task, template ...) are taken from one
-small array. The later steps (``PromptFilter``, ``PromptSignatures``, ``RowWriter``) take these batches.
-``PromptDocuments`` turns them back into one datatrove Document per prompt for a pipeline that wants those."""
+small array. The later steps (``PromptFilter``, ``PromptSignatures``, ``RowWriter``) take these batches."""
 
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from tqdm.auto import tqdm
 
@@ -217,23 +215,3 @@ def input_pieces(rows: list[dict], inputs: list[str], per_row: int) -> list[tupl
     that shares nothing only saves nothing."""
     keys = [max((v for v in row.values() if isinstance(v, str)), key=len, default="") or "\x00" for row in rows]
     return [text.partition(key) for text, key in zip(inputs, (k for k in keys for _ in range(per_row)))]
-
-
-def batch_documents(batch: pa.RecordBatch | pa.Table, text_field: str = "inputs") -> list[Document]:
-    """One datatrove Document per row: ``text`` from ``text_field``, ``id`` from ``id``, the other columns as
-    metadata (the shape the steps took one prompt at a time)."""
-    cols = batch.to_pydict()
-    texts, ids = cols.pop(text_field), cols.pop("id")
-    names = list(cols)
-    return [Document(text=t, id=i, metadata={k: cols[k][j] for k in names}) for j, (t, i) in enumerate(zip(texts, ids))]
-
-
-class PromptDocuments(PipelineStep):
-    """Prompt batches -> one Document per prompt (for a pipeline whose later steps take Documents)."""
-
-    name = "prompt documents"
-    type = "🔧 - ADAPTER"
-
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        for batch in data:
-            yield from batch_documents(batch) if isinstance(batch, (pa.RecordBatch, pa.Table)) else [batch]
