@@ -189,3 +189,21 @@ def test_review_loop_and_a_second_run_that_translates_and_scores_nothing(first, 
     same = lambda a, b: json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)  # noqa: E731
     assert all(same(before[k], after[k]) for k in before if k != target["id"])
     validate(out)
+
+
+def test_corrections_file_last_correction_of_a_row_wins_and_a_bad_line_is_named(tmp_path):
+    """One reader of ``corrections.jsonl`` for review-import and the translate run: the last correction of a
+    row is the one applied; a line that is not a correction stops with the file and line."""
+    from builders.translate.review import read_corrections
+
+    path = tmp_path / "corrections.jsonl"
+    assert read_corrections(path) == {} and read_corrections(None) == {}
+    path.write_text('{"id": "a", "inputs": "x"}\n\n{"id": "b", "inputs": "y"}\n{"id": "a", "inputs": "z"}\n',
+                    encoding="utf-8")
+    assert {k: v["inputs"] for k, v in read_corrections(path).items()} == {"a": "z", "b": "y"}
+    path.write_text('{"id": "a", "inputs": "x"}\n{"inputs": "no id"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"corrections\.jsonl, line 2: not a correction"):
+        read_corrections(path)
+    path.write_text('{"id": "a"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 1: not a correction .*: Expecting"):
+        read_corrections(path)

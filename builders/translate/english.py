@@ -253,7 +253,8 @@ def english_files(sources: EnglishSources, work: Path, workers: int = 1) -> dict
         rejects_path(work, collection).unlink(missing_ok=True)
     for collection, rows in prompted.items():
         rejects = RejectLog(rejects_path(work, collection))
-        files[collection] = [write_prompted(rows(rejects=rejects), collection, work / "english" / f"{collection}.parquet")]
+        out = work / "english" / f"{collection}.parquet"
+        files[collection] = [write_prompted(rows(rejects=rejects), collection, out)]
         rejects.close()
     if not files:
         raise BuildError("no English sources: give --sources and/or --xp3 / --natural-instructions")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from builders.sources import json_lines
+
 REVIEW_COLUMNS = ("id", "source", "split", "kept", "qe_min", "reject_reason", "failing_segment", "inputs_en",
                   "inputs", "targets_en", "targets", "corrected_inputs", "corrected_targets")
 
@@ -59,18 +61,28 @@ def export_sample(out: str | Path, dest: str | Path, per_source: int, seed: int 
     return counts
 
 
+def read_corrections(path: str | Path | None) -> dict[str, dict]:
+    """The corrections recorded in ``corrections.jsonl`` (row id -> its last correction); none when the file
+    does not exist. A line that is not a correction is an error naming the file and line."""
+    if not path or not Path(path).exists():
+        return {}
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line_no, c, error in json_lines(f):
+            if error or not isinstance(c, dict) or "id" not in c:
+                raise ValueError(f"{path}, line {line_no}: not a correction (JSON with an 'id')"
+                                 + (f": {error}" if error else ""))
+            out[c["id"]] = c
+    return out
+
+
 def import_corrections(out: str | Path, review_csv: str | Path, reviewer: str = "") -> int:
     """Record the corrections of a filled-in ``review.csv`` in ``OUT/corrections.jsonl`` (by row id; a later
     correction of a row replaces an earlier one). Returns how many rows were corrected."""
     out = Path(out)
     known = {r["id"]: r for r in _rows(out)}
     path = out / "corrections.jsonl"
-    existing = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                c = json.loads(line)
-                existing[c["id"]] = c
+    existing = read_corrections(path)
     n = 0
     with open(review_csv, encoding="utf-8", newline="") as f:
         for line_no, row in enumerate(csv.DictReader(f), start=2):

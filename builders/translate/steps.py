@@ -22,6 +22,7 @@ from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from tqdm.auto import tqdm
 
+from builders.translate.review import read_corrections
 from builders.translate.segment import reassemble, segment, segment_target, segments_of
 
 REJECTED = "rejected"
@@ -228,21 +229,11 @@ class ScorePrompts(PipelineStep):
         self.qe_identity, self.qe_model, self.cache_dir, self.threshold = qe_identity, qe_model, cache_dir, threshold
         self.corrections, self.batch_size = corrections, batch_size
 
-    def _corrections(self) -> dict:
-        if not self.corrections or not Path(self.corrections).exists():
-            return {}
-        out = {}
-        for line in Path(self.corrections).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                c = json.loads(line)
-                out[c["id"]] = c
-        return out
-
     def run(self, data, rank: int = 0, world_size: int = 1):
         from builders.translate.cache import SegmentCache, cache_key
 
         cache = SegmentCache(Path(self.cache_dir) / "qe")
-        corrections = self._corrections()
+        corrections = read_corrections(self.corrections)
         for batch in _batches(data, self.batch_size):
             pairs = list(dict.fromkeys((s, t) for d in batch
                                        for s, t in zip(d.metadata["segments_en"], d.metadata["segments_ar"]) if t.strip()))
