@@ -315,12 +315,35 @@ def _read_index(path: Path) -> set[int]:
         return {int(line) for line in f if line.strip()}
 
 
+def _has_local_files(entry: CatalogEntry, root: Path) -> bool:
+    """Whether every file pattern of the entry's ``local:`` spec matches something under the folder ``root``."""
+    files = (entry.local or {}).get("files") or {}
+    patterns = [p for v in files.values()
+                for p in (v.values() if isinstance(v, dict) else v if isinstance(v, list) else [v])]
+    return bool(patterns) and all(glob.glob(str(root / p)) for p in patterns)
+
+
+def is_hub_snapshot(root: Path) -> bool:
+    """Whether the folder ``root`` is laid out as a Hub dataset repo: a dataset card whose metadata names its
+    configs or features (``configs`` / ``dataset_info``), a ``dataset_infos.json``, or parquet data files."""
+    from huggingface_hub.repocard import metadata_load
+
+    if (root / "dataset_infos.json").is_file() or next(root.rglob("*.parquet"), None) is not None:
+        return True
+    readme = root / "README.md"
+    meta = metadata_load(readme) if readme.is_file() else None
+    return bool(meta and ("configs" in meta or "dataset_info" in meta))
+
+
 def uses_local_layout(entry: CatalogEntry, path: str | Path | None) -> bool:
     """True when ``path`` is read with the entry's ``local:`` spec (its columns and labels), False when it is
-    a Hub snapshot folder or a .jsonl/.json/.parquet export of the Hub copy (Hub column names)."""
+    a Hub snapshot folder or a .jsonl/.json/.parquet export of the Hub copy (Hub column names). A folder is
+    the raw files when the spec's files are in it, else a Hub snapshot when it looks like one."""
     if path is None or not entry.local:
         return False
     root = Path(path)
+    if root.is_dir():
+        return _has_local_files(entry, root) or not is_hub_snapshot(root)
     suffix_fmt = _RECORD_SUFFIXES.get(root.suffix.lower()) if root.is_file() else None
     return not suffix_fmt or entry.local.get("format") == suffix_fmt
 
@@ -332,7 +355,7 @@ def read_local(entry: CatalogEntry, path: str | Path, limit: int | None = None,
     if not root.exists():
         raise SourceError(f"dataset '{entry.name}': local path {root} does not exist")
     suffix_fmt = _RECORD_SUFFIXES.get(root.suffix.lower()) if root.is_file() else None
-    if root.is_dir() and not entry.local:
+    if root.is_dir() and not uses_local_layout(entry, root):
         # a downloaded Hub snapshot (README configs / data files)
         yield from read_hub(entry, str(root), limit, wanted=wanted)
         return

@@ -257,3 +257,40 @@ def test_a_hub_snapshot_leaves_the_rows_it_is_not_asked_for_undecoded(tmp_path, 
     # train (23 rows) in batches [0,4) [4,8) [8,12) ... and test (6 rows) in [0,4) [4,6): only the batches
     # holding a wanted row were formatted
     assert slices == [(23, slice(8, 12)), (6, slice(0, 4)), (6, slice(4, 6))]
+
+
+def test_a_hub_snapshot_folder_given_with_local_is_read_as_the_hub_copy_even_for_an_entry_with_raw_files(tmp_path):
+    """``--local NAME=FOLDER`` of a downloaded Hub snapshot: an entry whose catalog also describes the raw files
+    (``local:``, here ASTD's Tweets.txt) reads the snapshot with its Hub columns and label ids, as the Hub
+    read does; a folder with the raw files (a GitHub README beside them) is still read with the ``local:``
+    spec; a folder with neither says what it looked for."""
+    import datasets
+
+    from builders.catalog import load_catalog
+    from builders.sources import read_local, uses_local_layout
+    from builders.steps.ingest import map_record
+    from test_catalog_check import write_snapshot
+
+    entry = load_catalog()["astd_sentiment"]
+    assert entry.local and entry.hub_id
+    features = datasets.Features({"tweet": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=entry.labels["label"].names)})
+    snapshot = write_snapshot(tmp_path / "hub", entry.hub_id, None,
+                              {"train": {"tweet": ["تغريدة أولى", "تغريدة ثانية"], "label": [2, 3]}}, features)
+    assert not uses_local_layout(entry, snapshot)
+    rows = list(read_local(entry, snapshot))
+    assert [(s, i) for s, i, _ in rows] == [("train", 0), ("train", 1)]
+    assert [map_record(entry, r, uses_local_layout(entry, snapshot))[0] for _, _, r in rows] == [
+        {"text": "تغريدة أولى", "label": 2}, {"text": "تغريدة ثانية", "label": 3}]
+    raw = tmp_path / "astd"
+    raw.mkdir()
+    (raw / "README.md").write_text("# ASTD\nArabic Sentiment Tweets Dataset\n", encoding="utf-8")
+    (raw / "Tweets.txt").write_text("تغريدة\tPOS\nأخرى\tNEG\n", encoding="utf-8")
+    (raw / "4class-balanced-test.txt").write_text("1\n", encoding="utf-8")
+    (raw / "4class-balanced-validation.txt").write_text("", encoding="utf-8")
+    assert uses_local_layout(entry, raw)
+    assert [(s, i, r["text"]) for s, i, r in read_local(entry, raw)] == [("train", 0, "تغريدة"), ("test", 0, "أخرى")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="no file matches 'Tweets.txt'"):
+        list(read_local(entry, empty))

@@ -89,27 +89,6 @@ def write_input(path: Path, prompts: int, templates: int, source: str = "jsonl")
     return rows
 
 
-def catalog_options(work: Path, source: str) -> dict:
-    """The ``BuildConfig`` options that make a build read the input of ``source``: none for the .jsonl export;
-    for a Hub snapshot, a catalog dir holding the benchmark's entry without its ``local:`` spec (the original
-    files' layout), so that ``--local`` of the folder is read as the Hub copy is (``load_dataset``), with the
-    same templates."""
-    if source != "hub":
-        return {}
-    sys.path.insert(0, str(REPO))
-    import yaml
-    from builders.catalog import PACKAGE_DIR
-
-    root = work / "hub-catalog"
-    if not root.exists():
-        raw = yaml.safe_load((PACKAGE_DIR / "catalog" / f"{DATASET}.yaml").read_text(encoding="utf-8"))
-        raw.pop("local", None)
-        (root / "catalog").mkdir(parents=True)
-        (root / "catalog" / f"{DATASET}.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-        shutil.copytree(PACKAGE_DIR / "templates" / DATASET, root / "templates" / DATASET)
-    return {"catalog_dirs": [str(root)], "override": True}
-
-
 def _stop_forkserver() -> None:
     """End the local workers' forkserver (multiprocess's own ``_stop``), so that ``RUSAGE_CHILDREN`` counts the
     workers forked from it: they are its children, reaped by it, and it counts for this process only once it has
@@ -168,7 +147,7 @@ def run_build(args) -> dict:
     out = work / f"out-{args.arm}-{args.prompts}-{args.workers}"
     start = time.perf_counter()
     res = build(BuildConfig(out=out, datasets=[DATASET], local={DATASET: str(data)}, workers=args.workers,
-                            prompts_per_task=args.prompts_per_task, **catalog_options(work, args.source)),
+                            prompts_per_task=args.prompts_per_task),
                 compile_per_row=args.arm == "baseline")
     seconds = time.perf_counter() - start
     _stop_forkserver()

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_build import DATASET, catalog_options, write_input  # noqa: E402
+from bench_build import DATASET, write_input  # noqa: E402
 
 
 class StageProfiles:
@@ -108,8 +108,7 @@ def main() -> None:
         data = Path(work) / f"input.{args.source}"
         write_input(data, args.prompts, len(load_catalog()[DATASET].templates), args.source)
         cfg = pipeline.BuildConfig(out=Path(work) / "out", datasets=[DATASET], local={DATASET: str(data)},
-                                   workers=args.workers if args.times_only else 1, prompts_per_task=args.prompts_per_task,
-                                   **catalog_options(Path(work), args.source))
+                                   workers=args.workers if args.times_only else 1, prompts_per_task=args.prompts_per_task)
         start, cpu = time.perf_counter(), time.process_time()
         res = pipeline.build(cfg)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
