@@ -28,7 +28,11 @@ Prints a table and ends with one JSON line: ``render_ceiling_prompts_per_s``, ``
 and per size
 ``ours_prompts_per_s_per_worker``, ``ours_2_workers_prompts_per_s``, ``scaling_2_workers``,
 ``fraction_of_ceiling``, ``ratio_vs_baseline``, ``peak_mb`` (1 worker; ``peak_mb_2_workers``: the largest
-process of a 2-worker build, its workers included), plus the projected minutes for the
+process of a 2-worker build, its workers included; both ``ru_maxrss``, which counts the resident pages of
+files a process has mapped), ``peak_anon_mb`` / ``peak_anon_mb_2_workers`` (the largest process's peak
+anonymous memory: what the build holds itself, sampled every 0.1 s from outside the arm) and
+``peak_anon_mb_2_workers_all`` (the peak of all of a 2-worker arm's processes together, pages shared by forked
+processes counted once), plus the projected minutes for the
 paper's 67,488,303 prompts on 2 and 16 cores (the largest size's per-worker rate times the number of workers
 times the measured 2-worker efficiency; an extrapolation, not a measurement).
 """
@@ -36,6 +40,7 @@ times the measured 2-worker efficiency; an extrapolation, not a measurement).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import shutil
@@ -168,17 +173,57 @@ def input_file(work: str, prompts: int, source: str) -> Path:
     return path
 
 
+def _anonymous_kb(pid: int) -> tuple[int, int]:
+    """(Anonymous, Pss_Anon) of a process, kB, from Linux's /proc/PID/smaps_rollup: its resident pages not
+    backed by a file, counted whole and shared out among the processes that share them (forked workers share
+    their parent's pages until they write them)."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("Anonymous", "Pss_Anon"):
+                fields[key] = int(value.split()[0])
+    return fields["Anonymous"], fields["Pss_Anon"]
+
+
+def sample_memory(proc: subprocess.Popen, every: float = 0.1) -> dict:
+    """While ``proc`` runs, every ``every`` s (from this process, so the arm does not pay for it): the anonymous
+    memory of it and its descendants (workers, the forkserver; psutil finds them), i.e. what the build holds
+    itself, without the pages of files it has mapped (a Hub dataset's Arrow files), which count in
+    ``ru_maxrss`` but the system can drop. Returns the peak of the largest process and the peak of the
+    processes' proportional sum (``Pss_Anon``: a page shared by forked processes counted once)."""
+    import psutil
+
+    root, largest, total = psutil.Process(proc.pid), 0, 0
+    while proc.poll() is None:
+        whole, shared_out = [], []
+        with contextlib.suppress(psutil.Error):  # the arm has just ended
+            for pid in [root.pid, *(q.pid for q in root.children(recursive=True))]:
+                with contextlib.suppress(OSError, KeyError):  # a process that has just ended
+                    a, pss = _anonymous_kb(pid)
+                    whole.append(a)
+                    shared_out.append(pss)
+        largest, total = max(largest, *whole, 0), max(total, sum(shared_out))
+        time.sleep(every)
+    return {"peak_anon_mb": largest / 1024, "peak_anon_mb_all": total / 1024}
+
+
 def arm(work: str, name: str, prompts: int, workers: int, prompts_per_task: int, source: str = "jsonl") -> dict:
     data = input_file(work, prompts, "jsonl" if name == "ceiling" else source)
     cmd = [sys.executable, __file__, "--arm", name, "--work", work, "--prompts", str(prompts), "--input", str(data),
            "--workers", str(workers), "--prompts-per-task", str(prompts_per_task), "--source", source]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        memory = sample_memory(proc)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode:
-        sys.exit(f"{name} arm ({prompts} prompts, {workers} workers) failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+        sys.exit(f"{name} arm ({prompts} prompts, {workers} workers) failed:\n{stderr[-3000:]}")
+    result = {**json.loads(stdout.strip().splitlines()[-1]), **memory}
     result["rate"] = result["prompts"] / result["seconds"]
     print(f"  {name:9} {result['prompts']:>10,} prompts {workers} worker(s): {result['seconds']:8.1f} s "
-          f"{result['rate']:>10,.0f} prompts/s  peak {result['peak_mb']:,.0f} MB", file=sys.stderr, flush=True)
+          f"{result['rate']:>10,.0f} prompts/s  peak {result['peak_mb']:,.0f} MB (anonymous "
+          f"{result['peak_anon_mb']:,.0f}, all processes {result['peak_anon_mb_all']:,.0f})", file=sys.stderr, flush=True)
     return result
 
 
@@ -232,6 +277,9 @@ def main() -> None:
             "ratio_vs_baseline": round(one["rate"] / baseline["rate"], 2),
             "peak_mb": round(one["peak_mb"], 1),
             "peak_mb_2_workers": round(two["peak_mb"], 1),
+            "peak_anon_mb": round(one["peak_anon_mb"], 1),
+            "peak_anon_mb_2_workers": round(two["peak_anon_mb"], 1),
+            "peak_anon_mb_2_workers_all": round(two["peak_anon_mb_all"], 1),
             "seconds_1_worker": round(one["seconds"], 1),
             "seconds_2_workers": round(two["seconds"], 1),
         }
@@ -245,14 +293,16 @@ def main() -> None:
           f"{ceiling['render_many_prompts_per_s']:,.0f} prompts/s")
     print(f"PromptSource-style baseline (1 worker): {baseline['rate']:,.0f} prompts/s ({baseline['prompts']:,} prompts)")
     print(f"\n{'prompts':>10} {'1 worker/s':>11} {'2 workers/s':>12} {'scaling':>8} {'of ceiling':>11} "
-          f"{'vs baseline':>12} {'peak MB':>8} {'peak MB (2w)':>13}")
+          f"{'vs baseline':>12} {'peak MB':>8} {'peak MB (2w)':>13} {'anon MB':>8} {'anon MB (2w, all)':>18}")
     for n, r in per_size.items():
         print(f"{r['prompts']:>10,} {r['ours_prompts_per_s_per_worker']:>11,.0f} {r['ours_2_workers_prompts_per_s']:>12,.0f} "
               f"{r['scaling_2_workers']:>7.2f}x {r['fraction_of_ceiling']:>11.2f} {r['ratio_vs_baseline']:>11.1f}x "
-              f"{r['peak_mb']:>8,.0f} {r['peak_mb_2_workers']:>13,.0f}")
+              f"{r['peak_mb']:>8,.0f} {r['peak_mb_2_workers']:>13,.0f} {r['peak_anon_mb']:>8,.0f} "
+              f"{r['peak_anon_mb_2_workers_all']:>18,.0f}")
     peak_ratio = round(largest["peak_mb"] / per_size[sizes[0]]["peak_mb"], 3) if len(sizes) > 1 else None
+    anon_ratio = round(largest["peak_anon_mb"] / per_size[sizes[0]]["peak_anon_mb"], 3) if len(sizes) > 1 else None
     if peak_ratio is not None:
-        print(f"peak memory at {sizes[-1]:,} vs {sizes[0]:,} prompts: {peak_ratio:.2f}x")
+        print(f"peak memory at {sizes[-1]:,} vs {sizes[0]:,} prompts: {peak_ratio:.2f}x (anonymous: {anon_ratio:.2f}x)")
     print(f"projected for the paper's {PAPER_PROMPTS:,} prompts: {projected['2_cores']} min on 2 cores, "
           f"{projected['16_cores']} min on 16 (extrapolated from the {sizes[-1]:,}-prompt run)")
     print(json.dumps({
@@ -267,9 +317,10 @@ def main() -> None:
         "baseline_prompts": baseline["prompts"],
         **{key: {str(n): r[key] for n, r in per_size.items()}
            for key in ("ours_prompts_per_s_per_worker", "ours_2_workers_prompts_per_s", "scaling_2_workers",
-                       "fraction_of_ceiling", "ratio_vs_baseline", "peak_mb", "peak_mb_2_workers",
-                       "seconds_1_worker", "seconds_2_workers")},
+                       "fraction_of_ceiling", "ratio_vs_baseline", "peak_mb", "peak_mb_2_workers", "peak_anon_mb",
+                       "peak_anon_mb_2_workers", "peak_anon_mb_2_workers_all", "seconds_1_worker", "seconds_2_workers")},
         "peak_mb_ratio_largest_vs_smallest": peak_ratio,
+        "peak_anon_mb_ratio_largest_vs_smallest": anon_ratio,
         "projected_minutes_paper_prompts": projected,
     }))
 
