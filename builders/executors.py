@@ -119,6 +119,19 @@ def _lazy_imports() -> list[str]:
     return [m for m in LAZY_IMPORTS if importlib.util.find_spec(m) is not None]
 
 
+def release_free_memory() -> bool:
+    """Give the memory this process has freed back to the system (glibc's ``malloc_trim``: free pages inside
+    the heap, which the heap keeps otherwise). After a stage that ran here (ingest and split assignment with
+    1 worker), the millions of small objects it freed leave pages the next stages' Arrow buffers cannot use:
+    without this, the build's peak grew with the size of its ingest. False where there is no glibc."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 @contextlib.contextmanager
 def frozen_gc():
     """The objects alive now (modules, catalog, templates) left out of the garbage collector's scans while the

@@ -33,8 +33,8 @@ from datatrove.pipeline.writers import ParquetWriter
 from builders import __version__, card
 from builders import report as report_mod
 from builders.catalog import CatalogEntry, load_catalog, select
-from builders.executors import (ExecutorConfig, check_complete, frozen_gc, make_executor, slurm_done,
-                                start_forkserver)
+from builders.executors import (ExecutorConfig, check_complete, frozen_gc, make_executor, release_free_memory,
+                                slurm_done, start_forkserver)
 from builders.finalize import MARKER, WORK, check_output_folder, finalize, mark_ours
 from builders.records import to_json
 from builders.schema import PROMPT_FIELDS, PROMPT_SCHEMA, PROMPTS, REJECT_SCHEMA, extend
@@ -171,10 +171,12 @@ def run_stages(cfg: BuildConfig, entries: list[CatalogEntry], work: Path, revisi
                            fork=True)
     ingest.run()
     check_complete(ingest, "ingest")
+    release_free_memory()  # what ingest freed here (its tasks run in this process with 1 worker)
     start_forkserver(ex)  # it starts while assign runs here
     assign = make_executor(ex, [AssignSplits(entries, str(work))], tasks=1, logging_dir=logs / "1-assign", local=True)
     assign.run()
     check_complete(assign, "assign")
+    release_free_memory()
     units = plan_units(entries, work, cfg.prompts_per_task)
     if not units:
         raise BuildError("no source rows survived ingest; see the build report's rejected rows")
