@@ -316,11 +316,13 @@ def _read_index(path: Path) -> set[int]:
 
 
 def _has_local_files(entry: CatalogEntry, root: Path) -> bool:
-    """Whether every file pattern of the entry's ``local:`` spec matches something under the folder ``root``."""
-    files = (entry.local or {}).get("files") or {}
-    patterns = [p for v in files.values()
-                for p in (v.values() if isinstance(v, dict) else v if isinstance(v, list) else [v])]
-    return bool(patterns) and all(glob.glob(str(root / p)) for p in patterns)
+    """Whether the files of the entry's ``local:`` spec are all in the folder ``root`` (``_split_files`` finds
+    them)."""
+    try:
+        _split_files(entry, root, entry.local)
+    except SourceError:
+        return False
+    return True
 
 
 def is_hub_snapshot(root: Path) -> bool:
@@ -355,11 +357,12 @@ def read_local(entry: CatalogEntry, path: str | Path, limit: int | None = None,
     if not root.exists():
         raise SourceError(f"dataset '{entry.name}': local path {root} does not exist")
     suffix_fmt = _RECORD_SUFFIXES.get(root.suffix.lower()) if root.is_file() else None
-    if root.is_dir() and not uses_local_layout(entry, root):
+    local_layout = uses_local_layout(entry, root)
+    if root.is_dir() and not local_layout:
         # a downloaded Hub snapshot (README configs / data files)
         yield from read_hub(entry, str(root), limit, wanted=wanted)
         return
-    if uses_local_layout(entry, root):
+    if local_layout:
         spec = dict(entry.local)
     elif suffix_fmt:
         spec = {"format": suffix_fmt, "split_column": "split"}  # an export of the Hub copy: Hub column names

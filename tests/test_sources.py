@@ -149,6 +149,7 @@ def test_prompted_jsonl_and_qe_pairs_name_the_file_and_line_of_a_bad_json_line(t
 def test_prompted_rows_that_give_no_prompt_are_kept_with_the_reason_not_dropped(tmp_path):
     """xP3-style lines with empty inputs or targets and task instances without an output give no prompt:
     each is kept in the English rejects file with its reason, its place and its content."""
+    from builders.steps import BuildError
     from builders.steps.rejects import RejectLog
     from builders.translate.english import (EnglishSources, english_files, jsonl_rows, natural_instruction_rows,
                                             rejects_path, set_aside_counts)
@@ -183,6 +184,11 @@ def test_prompted_rows_that_give_no_prompt_are_kept_with_the_reason_not_dropped(
     xp3.write_text(json.dumps({"inputs": "Is it good?", "targets": "yes"}), encoding="utf-8")
     english_files(EnglishSources(promptsource=[], xp3=str(xp3)), work)
     assert not rejects_path(work, "xp3").exists() and set_aside_counts(work) == {}
+    # a collection whose every row gives no prompt stops the run, and its rows are still kept with the reason
+    xp3.write_text(json.dumps({"inputs": "Is it good?", "targets": ""}), encoding="utf-8")
+    with pytest.raises(BuildError, match="xp3: no rows read"):
+        english_files(EnglishSources(promptsource=[], xp3=str(xp3)), work)
+    assert set_aside_counts(work) == {"xp3": {"empty targets": 1}}
 
 
 def _hub_folder(tmp_path: Path):

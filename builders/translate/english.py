@@ -26,6 +26,7 @@ import hashlib
 import json
 import re
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -226,8 +227,8 @@ def set_aside_counts(work: Path) -> dict[str, dict[str, int]]:
     for collection in COLLECTIONS:
         path = rejects_path(work, collection)
         if path.exists():
-            reasons = pq.read_table(path, columns=["reason"]).column("reason").to_pylist()
-            out[collection] = {r: reasons.count(r) for r in sorted(set(reasons))}
+            reasons = Counter(pq.read_table(path, columns=["reason"]).column("reason").to_pylist())
+            out[collection] = dict(sorted(reasons.items()))
     return out
 
 
@@ -253,9 +254,11 @@ def english_files(sources: EnglishSources, work: Path, workers: int = 1) -> dict
         rejects_path(work, collection).unlink(missing_ok=True)
     for collection, rows in prompted.items():
         rejects = RejectLog(rejects_path(work, collection))
-        out = work / "english" / f"{collection}.parquet"
-        files[collection] = [write_prompted(rows(rejects=rejects), collection, out)]
-        rejects.close()
+        try:
+            files[collection] = [write_prompted(rows(rejects=rejects), collection,
+                                                work / "english" / f"{collection}.parquet")]
+        finally:  # what was set aside is kept even when the collection gave no rows at all
+            rejects.close()
     if not files:
         raise BuildError("no English sources: give --sources and/or --xp3 / --natural-instructions")
     return files
